@@ -1,0 +1,8 @@
+"""The zoo's methods: one file each, all ``GenerativeModel`` subclasses."""
+
+from tfgen.models import networks
+from tfgen.models.base import GenerativeModel
+from tfgen.models.gram import GRAM
+from tfgen.models.mmd_net import MMDNet
+
+__all__ = ["GRAM", "GenerativeModel", "MMDNet", "networks"]

@@ -1,0 +1,160 @@
+"""The contract every tfgen model keeps (DESIGN.md, "The base class").
+
+A ``GenerativeModel`` is a ``keras.Model`` built from sub-networks and a
+prior. ``train_step`` is the method, written once with ``tf.GradientTape``,
+so ``model.fit`` trains it under any ``tf.distribute`` strategy.
+
+Losses that need the whole batch (MMD, Gram matrices, density ratios, k-NN)
+are computed on the *global* batch: each replica all-gathers what it
+computed, evaluates the loss on the gathered tensors, and differentiates
+``loss / num_replicas``. The all-gather's gradient sums the upstream
+gradients of all replicas and hands each its own slice, and the optimizer
+sums the replicas' gradients, so the update equals the single-device update
+at the same global batch (tested in ``tests/harness.py``).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgen.distributions import Prior
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class GenerativeModel(keras.Model):
+    """Base class: ``generate(z)``, ``sample(n, seed)``, ``train_step``, ``export``.
+
+    Subclasses list the constructor arguments that hold Keras objects in
+    ``_keras_args`` so ``get_config``/``from_config`` serialize them, and put
+    their other hyperparameters in ``get_config``.
+    """
+
+    _keras_args: tuple[str, ...] = ("generator", "prior")
+
+    def __init__(self, generator: keras.Model, prior: Prior, *, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(generator, keras.Model):
+            raise ValueError(f"generator must be a keras.Model, got {type(generator).__name__}")
+        if not isinstance(prior, Prior):
+            raise ValueError(f"prior must be a tfgen.distributions.Prior, got {type(prior).__name__}")
+        in_dim = generator.input_shape[-1]
+        if in_dim != prior.dim:
+            raise ValueError(f"the generator takes codes of size {in_dim} but the prior has dim {prior.dim}")
+        self.generator = generator
+        self.prior = prior
+        self.seed = int(seed)
+        self.data_shape = tuple(generator.output_shape[1:])
+        self._trackers: dict[str, keras.metrics.Mean] = {}
+        # The sub-networks are built Keras models, so this model is built too
+        # (saving and export check the flag).
+        self.built = True
+
+    # ---- the generative model -------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.prior.dim
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def generate(self, z, training=False):
+        """Map codes ``z (n, latent_dim)`` to data space."""
+        return self.generator(z, training=training)
+
+    def sample(self, n: int, seed=None, batch_size: int = 10_000):
+        """``n`` samples: ``z ~ prior`` then ``generate(z)``. Same seed, same samples."""
+        if int(n) < 0:
+            raise ValueError(f"n must be non-negative, got {n}")
+        z = self.prior.sample(int(n), seed=seed)
+        if int(n) <= batch_size:
+            return self.generate(z)
+        return tf.concat([self.generate(z[i:i + batch_size]) for i in range(0, int(n), batch_size)], 0)
+
+    # ---- pieces train_step implementations share ----------------------------
+    def _track(self, **values):
+        """Update the ``keras.metrics.Mean`` tracker of each named value; returns the logs."""
+        for name, value in values.items():
+            if name not in self._trackers:
+                raise KeyError(f"{type(self).__name__} has no tracker {name!r}; declare it in __init__")
+            self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items()}
+
+    def _declare_trackers(self, *names: str):
+        for name in names:
+            self._trackers[name] = keras.metrics.Mean(name=name)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    @staticmethod
+    def _unpack(data):
+        """``fit`` hands ``x``, ``(x,)`` or ``(x, y)``; the methods are unsupervised."""
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        return tf.convert_to_tensor(data)
+
+    def _step_seed(self, salt: int = 0):
+        """A stateless seed for this training step: a function of the model's seed
+        and the optimizer's step counter, so a resumed run draws the same codes
+        as an uninterrupted one, and every replica draws the same ones."""
+        step = tf.cast(self.optimizer.iterations, tf.int32)
+        return tf.stack([tf.constant(self.seed * 7919 + salt, tf.int32), step])
+
+    @staticmethod
+    def _replicas():
+        ctx = tf.distribute.get_replica_context()
+        n = 1 if ctx is None else ctx.num_replicas_in_sync
+        return ctx, n
+
+    def _gather(self, x):
+        """All-gather ``x`` along the batch axis across replicas (identity on one device)."""
+        ctx, n = self._replicas()
+        return x if n == 1 else ctx.all_gather(x, axis=0)
+
+    def _sample_local_codes(self, local_batch, salt: int = 0):
+        """This replica's slice of the global batch of codes for this step.
+
+        The global batch is drawn with one seed on every replica and sliced,
+        so R replicas see exactly the codes one device would see.
+        """
+        ctx, n = self._replicas()
+        if n == 1:
+            return self.prior.sample(local_batch, seed=self._step_seed(salt))
+        z = self.prior.sample(local_batch * n, seed=self._step_seed(salt))
+        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local_batch
+        return z[start:start + local_batch]
+
+    def _replica_scale(self, loss):
+        """``loss / num_replicas``: see the module docstring."""
+        _, n = self._replicas()
+        return loss if n == 1 else loss / n
+
+    # ---- serialization and export --------------------------------------------
+    def get_config(self):
+        config = {"seed": self.seed, "name": self.name}
+        for key in self._keras_args:
+            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in cls._keras_args:
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    def export(self, path, *, overwrite: bool = False, max_samples: int = 100_000):
+        """Write a SavedModel servable by TF Serving (see ``tfgen.export.export_model``)."""
+        from tfgen.export import export_model
+
+        return export_model(self, path, overwrite=overwrite, max_samples=max_samples)
+
+    def count_params_by_network(self) -> dict[str, int]:
+        out = {}
+        for key in self._keras_args:
+            obj = getattr(self, key)
+            out[key] = int(sum(np.prod(w.shape) for w in obj.weights))
+        return out
