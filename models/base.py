@@ -128,7 +128,7 @@ class GenerativeModel(keras.Model):
         return z[start:start + local_batch]
 
     def _replica_scale(self, loss):
-        """``loss / num_replicas``: see the module docstring."""
+        """``loss / num_replicas``: see the module docstring. Call it inside the tape."""
         _, n = self._replicas()
         return loss if n == 1 else loss / n
 

@@ -121,10 +121,13 @@ class GRAM(GenerativeModel):
             pearson = ops.pearson_divergence(r, lam=lam, positivity=self.positivity)
             critic_loss = -pearson                      # the critic maximises eq. (9)
             generator_loss = tf.sqrt(tf.maximum(mmd2, 1e-12))
+            # scaled inside the tape, so the division is differentiated
+            scaled_critic_loss = self._replica_scale(critic_loss)
+            scaled_generator_loss = self._replica_scale(generator_loss)
         critic_vars = self.critic.trainable_variables
         gen_vars = self.generator.trainable_variables
-        critic_grads = tape.gradient(self._replica_scale(critic_loss), critic_vars)
-        gen_grads = tape.gradient(self._replica_scale(generator_loss), gen_vars)
+        critic_grads = tape.gradient(scaled_critic_loss, critic_vars)
+        gen_grads = tape.gradient(scaled_generator_loss, gen_vars)
         del tape
         self.critic_optimizer.apply_gradients(zip(critic_grads, critic_vars))
         self.optimizer.apply_gradients(zip(gen_grads, gen_vars))

@@ -1,0 +1,10 @@
+"""Evaluation metrics for generative models (DESIGN.md, Metrics).
+
+Uses :mod:`tfgen.ops`; :mod:`tfgen.data` is imported lazily, only by
+:func:`toy_mode_stats`.
+"""
+
+from tfgen.metrics.toy import mode_stats, toy_mode_stats
+from tfgen.metrics.two_sample import mmd_statistic, mmd_two_sample_test
+
+__all__ = ["mode_stats", "toy_mode_stats", "mmd_two_sample_test", "mmd_statistic"]

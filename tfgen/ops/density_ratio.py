@@ -38,13 +38,19 @@ def density_ratio(k_qq, k_qp, eps: float = 1e-3) -> tf.Tensor:
     scale = tf.cast(n, k_qq.dtype) / m
 
     def solve(dtype):
-        a = tf.cast(k_qq, dtype) + tf.cast(eps, dtype) * tf.eye(n, dtype=dtype)
+        a = tf.cast(k_qq, dtype) + tf.convert_to_tensor(eps, dtype) * tf.eye(n, dtype=dtype)
         chol = tf.linalg.cholesky(a)
         return tf.cast(tf.linalg.cholesky_solve(chol, tf.cast(rhs, dtype)), k_qq.dtype)
 
-    r = solve(k_qq.dtype)
-    if k_qq.dtype != tf.float64:
-        r = tf.cond(tf.reduce_all(tf.math.is_finite(r)), lambda: r, lambda: solve(tf.float64))
+    if k_qq.dtype == tf.float64:
+        r = solve(tf.float64)
+    else:
+        # Decide on a gradient-free float32 factor, then solve inside the
+        # branch: a solve computed outside tf.cond would feed NaN into the
+        # untaken branch's zero gradient (0 * NaN = NaN) in graph mode.
+        a32 = tf.stop_gradient(k_qq) + tf.convert_to_tensor(eps, k_qq.dtype) * tf.eye(n, dtype=k_qq.dtype)
+        ok = tf.reduce_all(tf.math.is_finite(tf.linalg.cholesky(a32)))
+        r = tf.cond(ok, lambda: solve(k_qq.dtype), lambda: solve(tf.float64))
     return scale * tf.squeeze(r, -1)
 
 

@@ -37,11 +37,11 @@ def pairwise_sq_distances(x, y=None, chunk_size: int | None = None) -> tf.Tensor
     same = y is None
     y = x if same else _flatten(y)
     if chunk_size is not None:
-        return chunked_row_reduce(lambda xb: pairwise_sq_distances(xb, y), x, chunk_size)
-    x2 = tf.reduce_sum(tf.square(x), axis=1, keepdims=True)
-    y2 = tf.reduce_sum(tf.square(y), axis=1, keepdims=True)
-    d = x2 + tf.transpose(y2) - 2.0 * tf.matmul(x, y, transpose_b=True)
-    d = tf.maximum(d, 0.0)
+        d = chunked_row_reduce(lambda xb: pairwise_sq_distances(xb, y), x, chunk_size)
+    else:
+        x2 = tf.reduce_sum(tf.square(x), axis=1, keepdims=True)
+        y2 = tf.reduce_sum(tf.square(y), axis=1, keepdims=True)
+        d = tf.maximum(x2 + tf.transpose(y2) - 2.0 * tf.matmul(x, y, transpose_b=True), 0.0)
     if same:
         # Rounding leaves ~1e-6 on the diagonal; it must be exactly zero so
         # k(x, x) = 1 and the unbiased MMD's excluded diagonal is exact.

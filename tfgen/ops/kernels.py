@@ -18,7 +18,9 @@ PARAMETERIZATIONS = ("std", "variance", "gamma")
 
 
 def _as_bandwidths(bandwidths) -> list[float]:
-    if isinstance(bandwidths, (int, float)):
+    if isinstance(bandwidths, tf.Tensor):
+        bandwidths = bandwidths.numpy().reshape(-1).tolist()
+    if isinstance(bandwidths, (int, float)) or getattr(bandwidths, "ndim", None) == 0:
         bandwidths = [bandwidths]
     bandwidths = [float(b) for b in bandwidths]
     if not bandwidths:
@@ -42,7 +44,14 @@ def gamma_from_bandwidth(bandwidth, parameterization: str = "std"):
 def gaussian_kernel(sq_distances, bandwidth, parameterization: str = "std") -> tf.Tensor:
     """``k = exp(-gamma * d^2)`` for one bandwidth (see module docstring for its meaning)."""
     sq_distances = tf.convert_to_tensor(sq_distances)
-    gamma = tf.cast(gamma_from_bandwidth(bandwidth, parameterization), sq_distances.dtype)
+    if isinstance(bandwidth, (int, float)):
+        _as_bandwidths(bandwidth)  # validates
+    # convert (not cast) so a Python float reaches float64 data unrounded
+    if isinstance(bandwidth, tf.Tensor):
+        bandwidth = tf.cast(bandwidth, sq_distances.dtype)
+    else:
+        bandwidth = tf.convert_to_tensor(bandwidth, dtype=sq_distances.dtype)
+    gamma = gamma_from_bandwidth(bandwidth, parameterization)
     return tf.exp(-gamma * sq_distances)
 
 
@@ -55,8 +64,7 @@ def gaussian_kernels(sq_distances, bandwidths: Sequence[float] | float,
     """
     sq_distances = tf.convert_to_tensor(sq_distances)
     bws = _as_bandwidths(bandwidths)
-    gammas = tf.constant([gamma_from_bandwidth(b, parameterization) for b in bws],
-                         dtype=sq_distances.dtype)
+    gammas = gamma_from_bandwidth(tf.constant(bws, sq_distances.dtype), parameterization)
     return tf.exp(-gammas[:, None, None] * sq_distances[None])
 
 

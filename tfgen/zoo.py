@@ -1,0 +1,98 @@
+"""The pretrained zoo: ``saved_models/NAME/{saved_model/, model.keras, card.json}``.
+
+``tfgen.load(name_or_path)`` takes a zoo name (``"gram-ring8"``), a zoo
+entry folder, or a SavedModel export folder. Cards are data: JSON with the
+recipe, seed, steps, data, metrics and the command that measured them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import pathlib
+
+from tfgen.export import EXPORT_INFO, ExportedModel
+
+CARD = "card.json"
+
+
+def zoo_dir() -> pathlib.Path:
+    """``$TFGEN_ZOO_DIR``, else the repository's ``saved_models/``."""
+    env = os.environ.get("TFGEN_ZOO_DIR")
+    return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[1] / "saved_models"
+
+
+def entries() -> list[dict]:
+    """The cards of all zoo entries, sorted by name."""
+    root = zoo_dir()
+    cards = []
+    if root.is_dir():
+        for card in sorted(root.glob(f"*/{CARD}")):
+            with open(card) as f:
+                cards.append({"name": card.parent.name, **json.load(f)})
+    return cards
+
+
+def card(name: str) -> dict:
+    path = _entry_path(name) / CARD
+    with open(path) as f:
+        return json.load(f)
+
+
+def _entry_path(name: str) -> pathlib.Path:
+    path = zoo_dir() / name
+    if not (path / CARD).is_file():
+        known = [e["name"] for e in entries()]
+        hint = difflib.get_close_matches(name, known, n=1)
+        raise ValueError(f"unknown zoo entry {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                         + f" (known: {', '.join(known) or 'none'})")
+    return path
+
+
+def load(name_or_path, *, format: str = "saved_model"):
+    """Load a zoo entry or an export.
+
+    Args:
+      name_or_path: a zoo name, a zoo entry folder, or a SavedModel folder.
+      format: ``"saved_model"`` returns an ``ExportedModel`` (``sample(n,
+        seed)``, ``generate(z)``; needs no tfgen model code), ``"keras"``
+        returns the full Keras model from ``model.keras`` (trainable further).
+    """
+    if format not in ("saved_model", "keras"):
+        raise ValueError(f"format must be 'saved_model' or 'keras', got {format!r}")
+    path = pathlib.Path(os.fspath(name_or_path))
+    if not path.exists():
+        if os.sep in str(name_or_path) or str(name_or_path).startswith("."):
+            raise FileNotFoundError(f"no such file or directory: {str(name_or_path)!r}")
+        path = _entry_path(str(name_or_path))
+    if format == "keras":
+        keras_file = path / "model.keras" if path.is_dir() else path
+        if not keras_file.is_file():
+            raise FileNotFoundError(f"no model.keras in {str(path)!r}")
+        return load_keras(keras_file)
+    if (path / "saved_model" / EXPORT_INFO).is_file():
+        path = path / "saved_model"
+    return ExportedModel(str(path))
+
+
+def load_keras(path):
+    """``keras.models.load_model`` in safe mode, with a clear error for non-tfgen files."""
+    import zipfile
+
+    import keras
+
+    import tfgen.models  # noqa: F401  (registers the classes)
+
+    path = os.fspath(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a .keras file (not a zip archive)")
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception as e:  # keras raises many types for foreign or broken files
+        raise ValueError(f"{path!r} could not be loaded as a tfgen model: {e}") from e
+    from tfgen.models.base import GenerativeModel
+
+    if not isinstance(model, GenerativeModel):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tfgen GenerativeModel")
+    return model
