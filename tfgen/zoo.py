@@ -96,3 +96,46 @@ def load_keras(path):
     if not isinstance(model, GenerativeModel):
         raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tfgen GenerativeModel")
     return model
+
+
+def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -> pathlib.Path:
+    """Make a finished run (``Trainer`` output) a zoo entry: copy its export and
+    ``model.keras`` and write ``card.json`` from its ``recipe.json`` and
+    ``metrics.json``. Written beside the destination and renamed into place."""
+    import shutil
+    import tempfile
+
+    run = pathlib.Path(os.fspath(run_dir))
+    for need in ("saved_model", "model.keras", "recipe.json", "metrics.json"):
+        if not (run / need).exists():
+            raise FileNotFoundError(f"{str(run)!r} is not a finished run: {need} is missing")
+    dest = zoo_dir() / name
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"zoo entry {name!r} exists; pass overwrite=True to replace it")
+    zoo_dir().mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}-", dir=zoo_dir()))
+    try:
+        shutil.copytree(run / "saved_model", tmp / "saved_model")
+        shutil.copy2(run / "model.keras", tmp / "model.keras")
+        with open(run / "recipe.json") as f:
+            recipe = json.load(f)
+        with open(run / "metrics.json") as f:
+            metrics = json.load(f)
+        card_data = {"name": name, "recipe": recipe, "seed": metrics.get("seed"),
+                     "steps": metrics.get("steps"), "data": metrics.get("dataset"),
+                     "train_seconds": metrics.get("train_seconds"),
+                     "final_logs": metrics.get("final_logs"), "metrics": metrics.get("metrics"),
+                     "command": command, "tfgen_version": metrics.get("tfgen_version")}
+        with open(tmp / CARD, "w") as f:
+            json.dump(card_data, f, indent=1)
+        if dest.exists():
+            old = dest.with_name(f".{name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

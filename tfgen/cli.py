@@ -1,0 +1,211 @@
+"""The ``tfgen`` command line.
+
+    tfgen recipes                         list the named recipes
+    tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S]
+    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S]
+    tfgen export RUN DIR [--overwrite]
+    tfgen evaluate MODEL [--dataset NAME]
+    tfgen zoo list | tfgen zoo publish RUN NAME
+    tfgen demo [--out outputs/demo]
+
+MODEL is a zoo name, a run directory, an export directory or a ``.keras`` file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+
+def _quiet_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _load_any(model_arg: str, *, need_keras: bool = False):
+    """(model, source) for a zoo name, run dir, export dir or .keras file."""
+    import tfgen
+
+    path = pathlib.Path(model_arg)
+    if path.suffix == ".keras":
+        return tfgen.zoo.load_keras(path), str(path)
+    if path.is_dir() and (path / "model.keras").is_file():
+        if need_keras:
+            return tfgen.zoo.load_keras(path / "model.keras"), str(path)
+        return tfgen.load(path), str(path)
+    if need_keras:
+        return tfgen.load(model_arg, format="keras"), model_arg
+    return tfgen.load(model_arg), model_arg
+
+
+def _dataset_of(model_arg: str) -> str | None:
+    path = pathlib.Path(model_arg)
+    for candidate in (path / "recipe.json", path.parent / "recipe.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())["dataset"]
+    try:
+        import tfgen
+
+        return tfgen.zoo.card(model_arg)["recipe"]["dataset"]
+    except Exception:
+        return None
+
+
+def cmd_recipes(args):
+    from tfgen.trainers import recipes
+
+    for name in recipes.names():
+        r = recipes.get(name)
+        print(f"{name:16s} {r.method:8s} {r.dataset:8s} steps={r.steps:<6d} batch={r.batch_size:<4d} {r.source}")
+
+
+def cmd_train(args):
+    from tfgen.trainers import Trainer, recipes
+
+    recipe = recipes.get(args.recipe)
+    steps = args.steps
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise ValueError(f"--epochs must be positive, got {args.epochs}")
+        steps = args.epochs * recipe.steps_per_epoch
+    out = args.out or os.path.join("runs", recipe.name)
+    trainer = Trainer(recipe, out, steps=steps, strategy=args.strategy, seed=args.seed,
+                      data_dir=args.data_dir)
+    print(f"training {recipe.name} for {trainer.epochs * trainer.spe} steps "
+          f"({trainer.epochs} epochs of {trainer.spe}) into {out}", flush=True)
+    trainer.run()
+    print(json.dumps(trainer.summary.get("metrics", {}), indent=1))
+    print(f"wrote {out}/saved_model, {out}/model.keras, {out}/metrics.json")
+
+
+def cmd_sample(args):
+    import numpy as np
+
+    from tfgen import plotting
+
+    if args.n <= 0:
+        raise ValueError(f"-n must be positive, got {args.n}")
+    model, source = _load_any(args.model)
+    x = np.asarray(model.sample(args.n, seed=args.seed))
+    out = args.out
+    if out.endswith(".npy"):
+        np.save(out, x)
+    elif out.endswith(".png"):
+        if x.ndim == 2 and x.shape[1] == 2:
+            plotting.scatter(x, out, title=f"{source}: {args.n} samples")
+        else:
+            plotting.image_grid(x, out, title=f"{source}: {args.n} samples")
+    else:
+        raise ValueError(f"--out must end in .png or .npy, got {out!r}")
+    print(f"wrote {out}")
+
+
+def cmd_export(args):
+    model, _ = _load_any(args.run, need_keras=True)
+    model.export(args.dir, overwrite=args.overwrite)
+    print(f"wrote {args.dir}")
+
+
+def cmd_evaluate(args):
+    from tfgen.trainers import evaluate
+
+    dataset = args.dataset or _dataset_of(args.model)
+    if dataset is None:
+        raise ValueError("cannot tell the dataset of this model; pass --dataset")
+    model, _ = _load_any(args.model)
+    print(json.dumps(evaluate(model, dataset, seed=args.seed, data_dir=args.data_dir), indent=1))
+
+
+def cmd_zoo(args):
+    import tfgen
+
+    if args.zoo_command == "publish":
+        path = tfgen.zoo.publish(args.run, args.name, command=args.command or "", overwrite=args.overwrite)
+        print(f"wrote {path}")
+        return
+    entries = tfgen.zoo.entries()
+    if not entries:
+        print(f"no zoo entries in {tfgen.zoo.zoo_dir()}")
+    for e in entries:
+        m = e.get("metrics") or {}
+        shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()
+                 if k in ("modes_covered", "high_quality_rate", "mmd2_vs_test", "mmd2_train_vs_test")}
+        print(f"{e['name']:18s} steps={e.get('steps')!s:6s} {json.dumps(shown)}")
+
+
+def cmd_demo(args):
+    from tfgen.demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfgen", description="Implicit generative models in TensorFlow/Keras.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("recipes", help="list the named recipes").set_defaults(func=cmd_recipes)
+
+    t = sub.add_parser("train", help="train a recipe")
+    t.add_argument("recipe")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, help="total optimizer steps (default: the recipe's)")
+    g.add_argument("--epochs", type=int, help="in units of the recipe's steps_per_epoch")
+    t.add_argument("--out", help="run directory (default runs/RECIPE); re-running resumes")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored"])
+    t.add_argument("--data-dir", help="offline dataset files (default $TFGEN_DATA_DIR)")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a model into a picture or .npy")
+    s.add_argument("model")
+    s.add_argument("-n", type=int, default=64)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("export", help="export a run's model.keras as a SavedModel")
+    e.add_argument("run")
+    e.add_argument("dir")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("evaluate", help="evaluate a model on its dataset")
+    v.add_argument("model")
+    v.add_argument("--dataset")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--data-dir")
+    v.set_defaults(func=cmd_evaluate)
+
+    z = sub.add_parser("zoo", help="the pretrained zoo")
+    zs = z.add_subparsers(dest="zoo_command", required=True)
+    zs.add_parser("list", help="list zoo entries")
+    zp = zs.add_parser("publish", help="make a finished run a zoo entry")
+    zp.add_argument("run")
+    zp.add_argument("name")
+    zp.add_argument("--command", help="the command that trained and measured it (goes on the card)")
+    zp.add_argument("--overwrite", action="store_true")
+    z.set_defaults(func=cmd_zoo)
+
+    d = sub.add_parser("demo", help="train on built-in data, write pictures and metrics, export, reload")
+    d.add_argument("--out", default="outputs/demo")
+    d.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    _quiet_tf()
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+        print(f"tfgen {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
