@@ -98,7 +98,7 @@ class GRAM(GenerativeModel):
         p, q = _flat(f_data), _flat(f_gen)
         sq_qq, sq_qp = ops.pairwise_sq_distances(q), ops.pairwise_sq_distances(q, p)
         sq_pp = ops.pairwise_sq_distances(p)
-        bw = kernel_bandwidths(self.bandwidths, tf.concat([sq_qq, sq_pp], 0))
+        bw = kernel_bandwidths(self.bandwidths, sq_pp, sq_qp, sq_qq)
         k_qq = stacked_kernels(sq_qq, bw, self.parameterization)
         k_qp = stacked_kernels(sq_qp, bw, self.parameterization)
         k_pp = stacked_kernels(sq_pp, bw, self.parameterization)

@@ -21,10 +21,17 @@ def _flat(x):
     return tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
 
 
-def kernel_bandwidths(bandwidths, sq_distances):
-    """The bandwidth list, or the median heuristic of the batch when ``bandwidths`` is None."""
+def kernel_bandwidths(bandwidths, sq_pp, sq_pq, sq_qq):
+    """The bandwidth list, or, when ``bandwidths`` is None, the median heuristic
+    over all pairs of the pooled sample (within *and* across the two sets:
+    without the cross pairs, a tight data set far from the samples gives a
+    bandwidth far below their distance, and MMD then only pushes the samples
+    apart)."""
     if bandwidths is None:
-        return tf.reshape(ops.median_heuristic(sq_distances), [1])
+        # the pooled matrix [[pp, pq], [qp, qq]]: the cross block counts twice
+        cross = tf.reshape(sq_pq, [-1])
+        pooled = tf.concat([tf.reshape(sq_pp, [-1]), cross, cross, tf.reshape(sq_qq, [-1])], 0)
+        return tf.reshape(ops.median_heuristic(pooled), [1])
     return tf.constant(bandwidths, tf.float32)
 
 
@@ -80,7 +87,7 @@ class MMDNet(GenerativeModel):
             p, q = self._gather(_flat(x)), self._gather(_flat(x_gen))
             sq_pp, sq_qq = ops.pairwise_sq_distances(p), ops.pairwise_sq_distances(q)
             sq_pq = ops.pairwise_sq_distances(p, q)
-            bw = kernel_bandwidths(self.bandwidths, tf.concat([sq_pp, sq_qq], 0))
+            bw = kernel_bandwidths(self.bandwidths, sq_pp, sq_pq, sq_qq)
             k = [tf.reduce_sum(stacked_kernels(s, bw, self.parameterization), 0)
                  for s in (sq_pp, sq_pq, sq_qq)]
             mmd2 = ops.mmd2_from_kernels(*k, estimator=self.estimator)

@@ -142,7 +142,9 @@ def dcgan_critic(image_shape=(28, 28, 1), output_dim: int = 1, *, base_filters: 
     filters, LeakyReLU(0.2), BatchNorm after the first, then a linear head of
     ``output_dim`` (1 for a GAN logit, K for a GRAM/MMD-GAN feature map).
     """
-    h, _, _ = _shape(image_shape)
+    h, w, _ = _shape(image_shape)
+    if h != w:
+        raise ValueError(f"dcgan_critic expects square images, got {image_shape}")
     _, n_down = _upsampling_plan(h)
     net = [keras.Input(_shape(image_shape))]
     filters = base_filters

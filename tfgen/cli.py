@@ -13,16 +13,16 @@ MODEL is a zoo name, a run directory, an export directory or a ``.keras`` file.
 
 from __future__ import annotations
 
+import os
+
+# Before TensorFlow is first imported: its C++ warnings are not for users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import argparse
 import json
-import os
 import pathlib
 import sys
 import time
-
-
-def _quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _load_any(model_arg: str, *, need_keras: bool = False):
@@ -197,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    _quiet_tf()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

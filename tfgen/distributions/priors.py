@@ -20,20 +20,21 @@ tfd = tfp.distributions
 def as_stateless_seed(seed) -> tf.Tensor:
     """An int seed (Python or scalar tensor) or a ``[2]`` seed -> a ``[2]`` int32 stateless seed.
 
-    ``seed=None`` draws a fresh seed from NumPy's global generator, so
-    unseeded calls differ from each other as users expect.
+    ``seed=None`` draws a fresh seed, so unseeded calls differ as users
+    expect: from NumPy's global generator eagerly, and from a stateful TF op
+    inside a ``tf.function`` (a NumPy draw there would be frozen at tracing).
     """
     if seed is None:
+        if not tf.executing_eagerly():
+            return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
         seed = int(np.random.randint(0, 2**31 - 1))
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
         raise ValueError(f"seed must be an integer, got dtype {seed.dtype.name}")
     if seed.shape.rank == 0:
-        # Fold a 64-bit seed into two int32 words so int64 seeds from a
-        # serving request keep their entropy.
-        seed = tf.cast(seed, tf.int64)
-        seed = tf.stack([tf.cast(seed % (2**31 - 1), tf.int32),
-                         tf.cast(seed // (2**31 - 1), tf.int32)])
+        # The two 32-bit words of a 64-bit seed, so every int64 seed (a
+        # serving request's) maps to its own stateless seed.
+        return tf.bitcast(tf.cast(seed, tf.int64), tf.int32)
     return tf.cast(seed, tf.int32)
 
 
