@@ -338,6 +338,7 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
 
     a32 = k_qq[0] + model.eps * tf.eye(n)
     cholesky = tf.function(lambda a: tf.linalg.cholesky(a))
+    cholesky_xla = tf.function(lambda a: tf.linalg.cholesky(a), jit_compile=True)
     ratio_fwd = tf.function(lambda a, b: ops.density_ratio(a, b, eps=model.eps))
 
     grads_c = [tf.zeros_like(v) for v in cv]
@@ -371,6 +372,9 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
         ("ratio solve forward + backward (library)", ratio_fwd_bwd(ops.density_ratio), (k_qq, k_qp)),
         ("ratio solve forward + backward (hand-written gradient)", ratio_fwd_bwd(density_ratio_fast), (k_qq, k_qp)),
         (f"one Cholesky factorisation ({n}x{n}, float32)", cholesky, (a32,)),
+        (f"one Cholesky factorisation ({n}x{n}, float32), XLA", cholesky_xla, (a32,)),
+        ("ratio solve forward + backward (library), XLA",
+         tf.function(ratio_fwd_bwd(ops.density_ratio).python_function, jit_compile=True), (k_qq, k_qp)),
         ("optimizer updates (2 x Adam apply)", apply_updates, ()),
     ]
     for name, fn, args in items:
@@ -440,6 +444,9 @@ def main(argv=None):
     p.add_argument("--dims", default="", help="extra HIDDENxBATCH configurations, e.g. 512x1000")
     p.add_argument("--jit", choices=["auto", "on", "off"], default="auto",
                    help="jit_compile for all models: auto (Keras' default: no XLA on CPU), on, off")
+    p.add_argument("--dims-steps", type=int, default=None,
+                   help="steps per round (and micro-benchmark calls) for the --dims configurations "
+                        "(default: a fifth of --steps / --calls; their steps are slower)")
     p.add_argument("--jit-compare", action="store_true",
                    help="also time the first configuration with jit_compile=True (XLA) for all models")
     p.add_argument("--no-profile", action="store_true", help="skip GRAM's micro-benchmark breakdown")
@@ -449,18 +456,21 @@ def main(argv=None):
     args = p.parse_args(argv)
     tf.get_logger().setLevel("ERROR")
     jit = {"auto": None, "on": True, "off": False}[args.jit]
-    configs = [(h, b, jit) for h, b in [(args.hidden, args.batch)] + parse_dims(args.dims)]
+    small = args.dims_steps or max(10, args.steps // 5)
+    small_calls = args.dims_steps or max(10, args.calls // 5)
+    configs = [(args.hidden, args.batch, jit, args.steps, args.calls)]
+    configs += [(h, b, jit, small, small_calls) for h, b in parse_dims(args.dims)]
     if args.jit_compare:
-        configs.append((args.hidden, args.batch, True))
+        configs.append((args.hidden, args.batch, True, args.steps, args.calls))
     command = "python bench/step_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     sections, summary = [], []
-    for hidden, batch, cfg_jit in configs:
+    for hidden, batch, cfg_jit, n_steps, n_calls in configs:
         xla = "" if cfg_jit is None else f", jit_compile={cfg_jit}"
         print(f"== hidden {hidden}, batch {batch}{xla}", flush=True)
         models, recipe = build_models(hidden, batch, args.seed, cfg_jit)
         x = tf.constant(tfgen.data.load_numpy(recipe.dataset, n=max(batch, 1000), seed=args.seed)[:batch])
-        per = step_table(models, x, args.steps, args.rounds, args.warmup)
+        per = step_table(models, x, n_steps, args.rounds, min(args.warmup, n_steps))
         med = {n: statistics.median(v) for n, v in per.items()}
         paired = {n: statistics.median(a / b for a, b in zip(v, per["GAN"])) for n, v in per.items()}
         jit_used = {n: bool(m.jit_compile) for n, m in models.items()}
@@ -477,16 +487,16 @@ def main(argv=None):
                f"{hidden} -> {recipe.critic_dim}; GAN discriminator 2 -> {hidden} -> {hidden} -> 1; "
                f"MMD-net: G only. XLA (jit_compile) used: "
                + ", ".join(f"{n} {'yes' if j else 'no'}" for n, j in jit_used.items()) + ".", ""]
-        sec += rows
+        sec += [f"({args.rounds} rounds x {n_steps} steps per model.)", ""] + rows
         sec += ["", f"GRAM / GAN = **{ratio:.2f}x** (goal <= {GOAL}x: **{'met' if ratio <= GOAL else 'NOT met'}**). "
                 f"GRAM with the hand-written solve gradient (bench-only variant, see below): "
                 f"{med['GRAM (fast solve)'] / med['GAN']:.2f}x.", ""]
         if not args.no_profile and not cfg_jit:
             print("  GRAM breakdown:", flush=True)
             rel, rdiff = check_fast_solve(models["GRAM"], x)
-            bd = breakdown(models["GRAM"], x, args.calls, args.rounds)
+            bd = breakdown(models["GRAM"], x, n_calls, args.rounds)
             sec += [f"GRAM step broken down (tf.function micro-benchmarks, median of {args.rounds} rounds "
-                    f"x {args.calls} calls; the pieces overlap, they do not sum to the step):", "",
+                    f"x {n_calls} calls; the pieces overlap, they do not sum to the step):", "",
                     "| piece | ms / call | share of the GRAM step |", "|---|---|---|"]
             for name, v in bd.items():
                 sec.append(f"| {name} | {v:.3f} | {100 * v / med['GRAM']:.0f}% |")
@@ -517,7 +527,7 @@ def main(argv=None):
              f"`train_function(iterator)` is called directly, one step per call, on "
              f"`Dataset.from_tensors(batch).repeat()` (no input-pipeline threads competing for the 2 cores, "
              f"no callbacks or progress bar). {args.rounds} rounds, each timing {args.steps} steps of every "
-             f"model in rotating order; the table gives the median over rounds and the ratio to the GAN. "
+             f"model in rotating order (fewer for the larger `--dims` configurations, as noted there); the table gives the median over rounds and the ratio to the GAN. "
              "The per-round ratio column pairs models timed seconds apart, so it is the more robust figure "
              "on this shared, noisy machine.",
              "- `GRAM (fast solve)` is a bench-only subclass of GRAM whose ratio solve has a hand-written "
@@ -574,18 +584,21 @@ def suggest(summary) -> str:
             f"not finite, and the backward pass reuses the factor the forward pass used, so the NaN-gradient "
             f"problem the library's `tf.cond` dance avoids cannot arise). It gives the same gradients "
             f"(relative difference printed above). Head: {fast_head:.2f} ms. Whole step: {fast:.2f} ms "
-            f"({fast / gan:.2f}x GAN), which saves {gram - fast:.2f} ms ({100 * (gram - fast) / gram:.0f}%).")
+            f"({fast / gan:.2f}x GAN): " + (f"saves {gram - fast:.2f} ms ({100 * (gram - fast) / gram:.0f}%)."
+                                           if fast < gram else "no saving measured in the whole step."))
         out.append(
             f"2. **Draw the codes with `tf.random.stateless_normal`** in `Gaussian.sample` (and `Uniform`) "
             f"instead of building a TFP `MultivariateNormalDiag` and sampling it in every step: "
             f"{tfp:.2f} ms vs {plain:.2f} ms per draw. With 1: {both:.2f} ms per step ({both / gan:.2f}x GAN; "
-            f"a further {fast - both:.2f} ms). Note that this changes which codes a given seed draws, so "
+            + (f"a further {fast - both:.2f} ms)." if both < fast else "no further saving measured).")
+            + " Note that this changes which codes a given seed draws, so "
             f"runs would not reproduce earlier runs bit for bit. MMD-net and every model that samples its "
             f"prior in `train_step` gain the same.")
         out.append(
-            f"3. **Call the critic once on `[x; G(z)]`** when it has no BatchNorm, as the GAN does with its "
-            f"discriminator: the networks' forward + backward goes from {nets:.2f} ms to {nets_cat:.2f} ms. "
-            f"(With BatchNorm the two calls must stay separate; METHODS.md §2, note 8.)")
+            f"3. Calling the critic once on `[x; G(z)]` (as the GAN does with its discriminator; only "
+            f"valid without BatchNorm, METHODS.md §2 note 8): the networks' forward + backward goes from "
+            f"{nets:.2f} ms to {nets_cat:.2f} ms, "
+            + ("worth doing." if nets_cat < 0.9 * nets else "not worth the special case."))
         out.append(
             f"4. Floor: one `tf.function` call costs {bd['tf.function call overhead (identity)']:.2f} ms here, "
             f"and at this size every step is mostly op dispatch (the matrices are small), so op count matters "
@@ -597,8 +610,8 @@ def suggest(summary) -> str:
         out.append(
             f"- **Do not turn on XLA for GRAM on CPU.** With `jit_compile=True` (hidden {hidden}, batch {batch}) "
             f"GRAM takes {med['GRAM']:.2f} ms per step ({ratio:.2f}x GAN at {med['GAN']:.2f} ms), and the "
-            f"hand-written-gradient variant takes {med['GRAM (fast solve)']:.2f} ms. XLA's CPU Cholesky "
-            f"and triangular solves are far slower than the LAPACK-backed TF kernels. DESIGN.md says "
+            f"hand-written-gradient variant takes {med['GRAM (fast solve)']:.2f} ms (see the XLA rows of "
+            f"the breakdown for the Cholesky and the solve under XLA). DESIGN.md says "
             f"\"`jit_compile=True` where XLA accepts the ops\"; for GRAM on CPU it should stay off "
             f"(Keras' `auto` already keeps it off on CPU-only machines).")
     return "\n".join(out) if out else "(profiling skipped)"

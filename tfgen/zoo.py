@@ -117,6 +117,9 @@ def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -
     try:
         shutil.copytree(run / "saved_model", tmp / "saved_model")
         shutil.copy2(run / "model.keras", tmp / "model.keras")
+        pictures = sorted((run / "samples").glob("epoch_*.png"))
+        if pictures:  # the run's last sample picture, so a card has a face
+            shutil.copy2(pictures[-1], tmp / "samples.png")
         with open(run / "recipe.json") as f:
             recipe = json.load(f)
         with open(run / "metrics.json") as f:
