@@ -171,6 +171,50 @@ class GRAMFastSolve(GRAM):
             return super().ratio_and_mmd(f_data, f_gen)
 
 
+@tf.custom_gradient
+def spd_solve_f32(a, b):
+    """:func:`spd_solve` without the float64 fallback. With unit-diagonal kernel matrices and
+    eps = 1e-3, float32 rounding (~N * 6e-8 on the eigenvalues) cannot make ``K + eps I``
+    indefinite; only NaN features could break the factor, and float64 would not mend those."""
+    chol = tf.linalg.cholesky(a)
+    r = tf.linalg.cholesky_solve(chol, b)
+
+    def grad(g):
+        y = tf.linalg.cholesky_solve(chol, g)
+        return -tf.matmul(y, r, transpose_b=True), y
+
+    return r, grad
+
+
+def fused_ratio_and_mmd(model, f_data, f_gen):
+    """``GRAM.ratio_and_mmd`` with fewer ops (bench only, fixed bandwidths): one distance
+    matrix and one ``exp`` over the pooled ``[q; p]`` (its blocks are K_qq, K_qp, K_pp), and the
+    ratio by :func:`spd_solve_f32`."""
+    q = tf.reshape(tf.cast(f_gen, tf.float32), [tf.shape(f_gen)[0], -1])
+    p = tf.reshape(tf.cast(f_data, tf.float32), [tf.shape(f_data)[0], -1])
+    n, m = tf.shape(q)[0], tf.shape(p)[0]
+    gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths, tf.float32), model.parameterization)
+    k = tf.exp(-gamma[:, None, None] * ops.pairwise_sq_distances(tf.concat([q, p], 0))[None])
+    k_qq, k_qp, k_pp = k[:, :n, :n], k[:, :n, n:], k[:, n:, n:]
+    a = k_qq + model.eps * tf.eye(n)
+    r = tf.squeeze(spd_solve_f32(a, tf.reduce_sum(k_qp, -1, keepdims=True)), -1)
+    r = tf.cast(n, tf.float32) / tf.cast(m, tf.float32) * tf.reduce_mean(r, 0)
+    if model.clip_ratio:
+        r = tf.clip_by_value(r, 0.0, 1e9)
+    mmd2 = tf.reduce_sum(tf.reduce_mean(k_qq, [1, 2]) + tf.reduce_mean(k_pp, [1, 2])
+                         - 2.0 * tf.reduce_mean(k_qp, [1, 2]))
+    return r, mmd2
+
+
+class GRAMFused(GRAM):
+    """GRAM with :func:`fused_ratio_and_mmd` (bench only)."""
+
+    def ratio_and_mmd(self, f_data, f_gen):
+        if self.bandwidths is None:
+            return super().ratio_and_mmd(f_data, f_gen)
+        return fused_ratio_and_mmd(self, f_data, f_gen)
+
+
 class StatelessGaussian(distributions.Gaussian):
     """``N(loc, scale^2 I)`` drawn with one ``tf.random.stateless_normal`` instead of TFP's
     ``MultivariateNormalDiag.sample`` (bench only; other codes for the same seed)."""
@@ -208,6 +252,11 @@ def build_models(hidden: int, batch: int, seed: int, jit):
                          StatelessGaussian(gram_r.latent_dim), seed=g.seed, **gram_r.model_options)
     both.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
     models["GRAM (fast solve + plain prior)"] = both
+    fused = GRAMFused(networks.mlp(gram_r.latent_dim, widths, 2, name="generator"),
+                      networks.mlp(2, widths, gram_r.critic_dim, name="critic"),
+                      StatelessGaussian(gram_r.latent_dim), seed=g.seed, **gram_r.model_options)
+    fused.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
+    models["GRAM (all three)"] = fused
     if jit is not None:
         for m in models.values():
             m.jit_compile = jit
@@ -321,6 +370,15 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
         return f
 
     head_fwd = tf.function(lambda p, q: head(p, q, ops.density_ratio))
+
+    @tf.function
+    def fused_head_fwd_bwd(p, q):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([p, q])
+            r, mmd2 = fused_ratio_and_mmd(model, p, q)
+            l_c = -ops.pearson_divergence(r, lam=model.lam, positivity=model.positivity)
+            l_g = tf.sqrt(tf.maximum(mmd2, 1e-12))
+        return tape.gradient(l_c, [p, q]), tape.gradient(l_g, [p, q])
     sq = ops.pairwise_sq_distances
     gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths or [1.0]), model.parameterization)
     k_qq = tf.exp(-gamma[:, None, None] * sq(q0)[None])
@@ -368,6 +426,8 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
         ("Gram head forward + backward, ratio solve replaced by a cheap stand-in", head_fwd_bwd(ratio_stand_in), (p0, q0)),
         ("Gram head forward + backward (library)", head_fwd_bwd(ops.density_ratio), (p0, q0)),
         ("Gram head forward + backward (hand-written solve gradient)", head_fwd_bwd(density_ratio_fast), (p0, q0)),
+        ("Gram head forward + backward (fused: one distance matrix over [q; p], no float64 fallback)",
+         fused_head_fwd_bwd, (p0, q0)),
         ("ratio solve forward (library: check factor + cond + solve)", ratio_fwd, (k_qq, k_qp)),
         ("ratio solve forward + backward (library)", ratio_fwd_bwd(ops.density_ratio), (k_qq, k_qp)),
         ("ratio solve forward + backward (hand-written gradient)", ratio_fwd_bwd(density_ratio_fast), (k_qq, k_qp)),
@@ -383,24 +443,36 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
     return res
 
 
-def check_fast_solve(model: GRAM, x):
-    """Max relative difference of the critic/generator gradients: library vs hand-written solve."""
+def check_variants(model: GRAM, x):
+    """Max relative difference of all critic and generator gradients, and max |r| difference,
+    of each bench variant against the library, on the same networks, batch and codes."""
     z = model.prior.sample(int(x.shape[0]), seed=3)
-    def grads(ratio_fn):
+
+    def library(m, fd, fg):
+        return m.ratio_and_mmd(fd, fg)
+
+    def fast(m, fd, fg):
+        with ratio_solver(density_ratio_fast):
+            return m.ratio_and_mmd(fd, fg)
+
+    def grads(ratio_and_mmd):
         m = model
         with tf.GradientTape(persistent=True) as tape:
             fd, fg = m.critic(x), m.critic(m.generator(z))
-            with ratio_solver(ratio_fn):
-                r, mmd2 = m.ratio_and_mmd(fd, fg)
+            r, mmd2 = ratio_and_mmd(m, fd, fg)
             l_c = -ops.pearson_divergence(r, lam=m.lam, positivity=m.positivity)
             l_g = tf.sqrt(tf.maximum(mmd2, 1e-12))
         return (tape.gradient(l_c, m.critic.trainable_variables)
                 + tape.gradient(l_g, m.generator.trainable_variables)), r
 
-    ga, ra = grads(ops.density_ratio)
-    gb, rb = grads(density_ratio_fast)  # same networks, settings and codes; other solve
-    rel = max(float(tf.reduce_max(tf.abs(a - b)) / (tf.reduce_max(tf.abs(a)) + 1e-30)) for a, b in zip(ga, gb))
-    return rel, float(tf.reduce_max(tf.abs(ra - rb)))
+    ga, ra = grads(library)
+    out = {}
+    for name, fn in [("hand-written solve gradient", fast), ("fused head", fused_ratio_and_mmd)]:
+        gb, rb = grads(fn)
+        rel = max(float(tf.reduce_max(tf.abs(u - v)) / (tf.reduce_max(tf.abs(u)) + 1e-30))
+                  for u, v in zip(ga, gb))
+        out[name] = (rel, float(tf.reduce_max(tf.abs(ra - rb))))
+    return out
 
 
 def machine():
@@ -493,15 +565,16 @@ def main(argv=None):
                 f"{med['GRAM (fast solve)'] / med['GAN']:.2f}x.", ""]
         if not args.no_profile and not cfg_jit:
             print("  GRAM breakdown:", flush=True)
-            rel, rdiff = check_fast_solve(models["GRAM"], x)
+            checks = check_variants(models["GRAM"], x)
             bd = breakdown(models["GRAM"], x, n_calls, args.rounds)
             sec += [f"GRAM step broken down (tf.function micro-benchmarks, median of {args.rounds} rounds "
                     f"x {n_calls} calls; the pieces overlap, they do not sum to the step):", "",
                     "| piece | ms / call | share of the GRAM step |", "|---|---|---|"]
             for name, v in bd.items():
                 sec.append(f"| {name} | {v:.3f} | {100 * v / med['GRAM']:.0f}% |")
-            sec += ["", f"Hand-written solve gradient vs the library's: max relative difference of all "
-                        f"critic and generator gradients {rel:.1e}, max |r| difference {rdiff:.1e}.", ""]
+            sec += [""] + [f"Check, {name} vs the library: max relative difference of all critic and "
+                           f"generator gradients {rel:.1e}, max |r| difference {rdiff:.1e}."
+                           for name, (rel, rdiff) in checks.items()] + [""]
             summary[-1] = summary[-1] + (bd,)
         sections.append("\n".join(sec))
         for m in models.values():

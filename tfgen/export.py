@@ -35,9 +35,11 @@ def export_model(model, path, *, overwrite: bool = False, max_samples: int = 100
     latent_dim = int(model.latent_dim)
 
     def serve_sample(n, seed):
-        tf.debugging.assert_non_negative(n, message="n must be >= 0")
-        tf.debugging.assert_less_equal(n, tf.constant(max_samples, tf.int32),
-                                       message=f"n must be <= {max_samples}")
+        checks = [tf.debugging.assert_non_negative(n, message="n must be >= 0"),
+                  tf.debugging.assert_less_equal(n, tf.constant(max_samples, tf.int32),
+                                                 message=f"n must be <= {max_samples}")]
+        with tf.control_dependencies(checks):  # refuse before any work
+            n = tf.identity(n)
         z = model.prior.sample(n, seed=seed)
         return {"samples": model.generate(z, training=False)}
 
