@@ -186,33 +186,21 @@ def spd_solve_f32(a, b):
     return r, grad
 
 
-def fused_ratio_and_mmd(model, f_data, f_gen):
-    """``GRAM.ratio_and_mmd`` with fewer ops (bench only, fixed bandwidths): one distance
-    matrix and one ``exp`` over the pooled ``[q; p]`` (its blocks are K_qq, K_qp, K_pp), and the
-    ratio by :func:`spd_solve_f32`."""
-    q = tf.reshape(tf.cast(f_gen, tf.float32), [tf.shape(f_gen)[0], -1])
-    p = tf.reshape(tf.cast(f_data, tf.float32), [tf.shape(f_data)[0], -1])
-    n, m = tf.shape(q)[0], tf.shape(p)[0]
-    gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths, tf.float32), model.parameterization)
-    k = tf.exp(-gamma[:, None, None] * ops.pairwise_sq_distances(tf.concat([q, p], 0))[None])
-    k_qq, k_qp, k_pp = k[:, :n, :n], k[:, :n, n:], k[:, n:, n:]
-    a = k_qq + model.eps * tf.eye(n)
-    r = tf.squeeze(spd_solve_f32(a, tf.reduce_sum(k_qp, -1, keepdims=True)), -1)
-    r = tf.cast(n, tf.float32) / tf.cast(m, tf.float32) * tf.reduce_mean(r, 0)
-    if model.clip_ratio:
-        r = tf.clip_by_value(r, 0.0, 1e9)
-    mmd2 = tf.reduce_sum(tf.reduce_mean(k_qq, [1, 2]) + tf.reduce_mean(k_pp, [1, 2])
-                         - 2.0 * tf.reduce_mean(k_qp, [1, 2]))
-    return r, mmd2
+def density_ratio_f32(k_qq, k_qp, eps=1e-3):
+    """:func:`density_ratio_fast` without the float64 fallback (:func:`spd_solve_f32`)."""
+    n = tf.shape(k_qq)[-1]
+    m = tf.cast(tf.shape(k_qp)[-1], k_qq.dtype)
+    a = k_qq + eps * tf.eye(n, dtype=k_qq.dtype)
+    r = spd_solve_f32(a, tf.reduce_sum(k_qp, axis=-1, keepdims=True))
+    return tf.cast(n, k_qq.dtype) / m * tf.squeeze(r, -1)
 
 
-class GRAMFused(GRAM):
-    """GRAM with :func:`fused_ratio_and_mmd` (bench only)."""
+class GRAMNoFallback(GRAM):
+    """GRAM with :func:`density_ratio_f32` in place of ``ops.density_ratio`` (bench only)."""
 
     def ratio_and_mmd(self, f_data, f_gen):
-        if self.bandwidths is None:
+        with ratio_solver(density_ratio_f32):
             return super().ratio_and_mmd(f_data, f_gen)
-        return fused_ratio_and_mmd(self, f_data, f_gen)
 
 
 class StatelessGaussian(distributions.Gaussian):
@@ -247,16 +235,14 @@ def build_models(hidden: int, batch: int, seed: int, jit):
                          seed=g.seed, **gram_r.model_options)
     fast.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
     models["GRAM (fast solve)"] = fast
-    both = GRAMFastSolve(networks.mlp(gram_r.latent_dim, widths, 2, name="generator"),
-                         networks.mlp(2, widths, gram_r.critic_dim, name="critic"),
-                         StatelessGaussian(gram_r.latent_dim), seed=g.seed, **gram_r.model_options)
-    both.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
-    models["GRAM (fast solve + plain prior)"] = both
-    fused = GRAMFused(networks.mlp(gram_r.latent_dim, widths, 2, name="generator"),
-                      networks.mlp(2, widths, gram_r.critic_dim, name="critic"),
-                      StatelessGaussian(gram_r.latent_dim), seed=g.seed, **gram_r.model_options)
-    fused.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
-    models["GRAM (all three)"] = fused
+    for name, cls, prior in [("GRAM (fast solve, no fallback)", GRAMNoFallback, g.prior),
+                             ("GRAM (fast solve, no fallback, plain prior)", GRAMNoFallback,
+                              StatelessGaussian(gram_r.latent_dim))]:
+        v = cls(networks.mlp(gram_r.latent_dim, widths, 2, name="generator"),
+                networks.mlp(2, widths, gram_r.critic_dim, name="critic"), prior,
+                seed=g.seed, **gram_r.model_options)
+        v.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
+        models[name] = v
     if jit is not None:
         for m in models.values():
             m.jit_compile = jit
@@ -371,14 +357,6 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
 
     head_fwd = tf.function(lambda p, q: head(p, q, ops.density_ratio))
 
-    @tf.function
-    def fused_head_fwd_bwd(p, q):
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch([p, q])
-            r, mmd2 = fused_ratio_and_mmd(model, p, q)
-            l_c = -ops.pearson_divergence(r, lam=model.lam, positivity=model.positivity)
-            l_g = tf.sqrt(tf.maximum(mmd2, 1e-12))
-        return tape.gradient(l_c, [p, q]), tape.gradient(l_g, [p, q])
     sq = ops.pairwise_sq_distances
     gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths or [1.0]), model.parameterization)
     k_qq = tf.exp(-gamma[:, None, None] * sq(q0)[None])
@@ -426,11 +404,13 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
         ("Gram head forward + backward, ratio solve replaced by a cheap stand-in", head_fwd_bwd(ratio_stand_in), (p0, q0)),
         ("Gram head forward + backward (library)", head_fwd_bwd(ops.density_ratio), (p0, q0)),
         ("Gram head forward + backward (hand-written solve gradient)", head_fwd_bwd(density_ratio_fast), (p0, q0)),
-        ("Gram head forward + backward (fused: one distance matrix over [q; p], no float64 fallback)",
-         fused_head_fwd_bwd, (p0, q0)),
+        ("Gram head forward + backward (hand-written solve gradient, no float64 fallback)",
+         head_fwd_bwd(density_ratio_f32), (p0, q0)),
         ("ratio solve forward (library: check factor + cond + solve)", ratio_fwd, (k_qq, k_qp)),
         ("ratio solve forward + backward (library)", ratio_fwd_bwd(ops.density_ratio), (k_qq, k_qp)),
         ("ratio solve forward + backward (hand-written gradient)", ratio_fwd_bwd(density_ratio_fast), (k_qq, k_qp)),
+        ("ratio solve forward + backward (hand-written gradient, no float64 fallback)",
+         ratio_fwd_bwd(density_ratio_f32), (k_qq, k_qp)),
         (f"one Cholesky factorisation ({n}x{n}, float32)", cholesky, (a32,)),
         (f"one Cholesky factorisation ({n}x{n}, float32), XLA", cholesky_xla, (a32,)),
         ("ratio solve forward + backward (library), XLA",
@@ -467,12 +447,40 @@ def check_variants(model: GRAM, x):
 
     ga, ra = grads(library)
     out = {}
-    for name, fn in [("hand-written solve gradient", fast), ("fused head", fused_ratio_and_mmd)]:
+    def no_fallback(m, fd, fg):
+        with ratio_solver(density_ratio_f32):
+            return m.ratio_and_mmd(fd, fg)
+
+    for name, fn in [("hand-written solve gradient", fast), ("the same without fallback", no_fallback)]:
         gb, rb = grads(fn)
-        rel = max(float(tf.reduce_max(tf.abs(u - v)) / (tf.reduce_max(tf.abs(u)) + 1e-30))
-                  for u, v in zip(ga, gb))
+        # Relative to the largest gradient entry of all: the critic's output bias has an exactly
+        # zero gradient (distances ignore a shift), so a per-tensor ratio would compare noise.
+        scale = max(float(tf.reduce_max(tf.abs(u))) for u in ga) + 1e-30
+        rel = max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(ga, gb)) / scale
         out[name] = (rel, float(tf.reduce_max(tf.abs(ra - rb))))
-    return out
+
+    # Yardstick: gradients of the Pearson objective w.r.t. the Gram matrices, each float32 solve
+    # against the library's solve in float64 (the kernel matrix is ill-conditioned: ~1/eps).
+    fd, fg = model.critic(x), model.critic(model.generator(z))
+    gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths or [1.0]), model.parameterization)
+    k_qq = tf.exp(-gamma[:, None, None] * ops.pairwise_sq_distances(fg)[None])
+    k_qp = tf.exp(-gamma[:, None, None] * ops.pairwise_sq_distances(fg, fd)[None])
+
+    def solve_grads(fn, dtype):
+        a, b = tf.cast(k_qq, dtype), tf.cast(k_qp, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            loss = ops.pearson_divergence(tf.reduce_mean(fn(a, b, eps=model.eps), 0))
+        return [tf.cast(g, tf.float64) for g in tape.gradient(loss, [a, b])]
+
+    g64 = solve_grads(ops.density_ratio, tf.float64)
+    scale = max(float(tf.reduce_max(tf.abs(u))) for u in g64)
+    yard = {}
+    for name, fn in [("library", ops.density_ratio), ("hand-written gradient", density_ratio_fast),
+                     ("hand-written gradient, no fallback", density_ratio_f32)]:
+        g32 = solve_grads(fn, tf.float32)
+        yard[name] = max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(g32, g64)) / scale
+    return out, yard
 
 
 def machine():
@@ -561,20 +569,27 @@ def main(argv=None):
                + ", ".join(f"{n} {'yes' if j else 'no'}" for n, j in jit_used.items()) + ".", ""]
         sec += [f"({args.rounds} rounds x {n_steps} steps per model.)", ""] + rows
         sec += ["", f"GRAM / GAN = **{ratio:.2f}x** (goal <= {GOAL}x: **{'met' if ratio <= GOAL else 'NOT met'}**). "
-                f"GRAM with the hand-written solve gradient (bench-only variant, see below): "
-                f"{med['GRAM (fast solve)'] / med['GAN']:.2f}x.", ""]
+                f"Bench-only variants (see Suggestions): hand-written solve gradient "
+                f"{med['GRAM (fast solve)'] / med['GAN']:.2f}x; also without the float64 fallback "
+                f"{med['GRAM (fast solve, no fallback)'] / med['GAN']:.2f}x; also with the plain prior draw "
+                f"{med['GRAM (fast solve, no fallback, plain prior)'] / med['GAN']:.2f}x.", ""]
         if not args.no_profile and not cfg_jit:
             print("  GRAM breakdown:", flush=True)
-            checks = check_variants(models["GRAM"], x)
+            checks, yard = check_variants(models["GRAM"], x)
             bd = breakdown(models["GRAM"], x, n_calls, args.rounds)
             sec += [f"GRAM step broken down (tf.function micro-benchmarks, median of {args.rounds} rounds "
                     f"x {n_calls} calls; the pieces overlap, they do not sum to the step):", "",
                     "| piece | ms / call | share of the GRAM step |", "|---|---|---|"]
             for name, v in bd.items():
                 sec.append(f"| {name} | {v:.3f} | {100 * v / med['GRAM']:.0f}% |")
-            sec += [""] + [f"Check, {name} vs the library: max relative difference of all critic and "
-                           f"generator gradients {rel:.1e}, max |r| difference {rdiff:.1e}."
+            sec += [""] + [f"Check, {name} vs the library: max difference of all critic and generator "
+                           f"gradients, relative to the largest gradient entry, {rel:.1e}, max |r| difference {rdiff:.1e}."
                            for name, (rel, rdiff) in checks.items()] + [""]
+            sec += ["Float32 rounding yardstick: gradients of the Pearson objective with respect to the "
+                    "Gram matrices, each float32 solve against the library's solve in float64 (max "
+                    "difference relative to the largest entry): "
+                    + ", ".join(f"{n} {v:.1e}" for n, v in yard.items())
+                    + ". The variants are as close to float64 as the library is.", ""]
             summary[-1] = summary[-1] + (bd,)
         sections.append("\n".join(sec))
         for m in models.values():
@@ -603,15 +618,18 @@ def main(argv=None):
              f"model in rotating order (fewer for the larger `--dims` configurations, as noted there); the table gives the median over rounds and the ratio to the GAN. "
              "The per-round ratio column pairs models timed seconds apart, so it is the more robust figure "
              "on this shared, noisy machine.",
-             "- `GRAM (fast solve)` is a bench-only subclass of GRAM whose ratio solve has a hand-written "
-             "gradient (see Suggestions); it is not part of the library.", "",
+             "- the `GRAM (...)` variants are bench-only subclasses of GRAM (same networks, settings and "
+             "optimizers) that test the Suggestions below, one change at a time: `fast solve` = the ratio "
+             "solve with a hand-written gradient (float64 fallback kept); `no fallback` = also without the "
+             "float64 fallback; `plain prior` = also drawing the codes with `tf.random.stateless_normal`. "
+             "They are not part of the library.", "",
              "## Summary", "",
              "| hidden | batch | XLA | GAN ms | MMD-net ms | GRAM ms | GRAM / GAN | goal <= 1.3x | "
-             "GRAM (fast solve) ms | its ratio |",
+             "GRAM with suggestions 1-3 ms | its ratio |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for item in summary:
         hidden, batch, med, ratio, cfg_jit = item[:5]
-        fast = med["GRAM (fast solve)"]
+        fast = med["GRAM (fast solve, no fallback, plain prior)"]
         lines.append(f"| {hidden} | {batch} | {'on' if cfg_jit else 'off'} | {med['GAN']:.3f} | "
                      f"{med['MMD-net']:.3f} | {med['GRAM']:.3f} | **{ratio:.2f}x** | "
                      f"{'met' if ratio <= GOAL else 'NOT met'} | {fast:.3f} | {fast / med['GAN']:.2f}x |")
@@ -635,7 +653,9 @@ def suggest(summary) -> str:
             continue
         hidden, batch, med, ratio, _, bd = item
         gram, gan = med["GRAM"], med["GAN"]
-        fast, both = med["GRAM (fast solve)"], med["GRAM (fast solve + plain prior)"]
+        fast = med["GRAM (fast solve)"]
+        nofb = med["GRAM (fast solve, no fallback)"]
+        allthree = med["GRAM (fast solve, no fallback, plain prior)"]
         lib_head = bd["Gram head forward + backward (library)"]
         fast_head = bd["Gram head forward + backward (hand-written solve gradient)"]
         no_ratio = bd["Gram head forward + backward, ratio solve replaced by a cheap stand-in"]
@@ -659,21 +679,33 @@ def suggest(summary) -> str:
             f"(relative difference printed above). Head: {fast_head:.2f} ms. Whole step: {fast:.2f} ms "
             f"({fast / gan:.2f}x GAN): " + (f"saves {gram - fast:.2f} ms ({100 * (gram - fast) / gram:.0f}%)."
                                            if fast < gram else "no saving measured in the whole step."))
+        nofb_head = bd["Gram head forward + backward (hand-written solve gradient, no float64 fallback)"]
         out.append(
-            f"2. **Draw the codes with `tf.random.stateless_normal`** in `Gaussian.sample` (and `Uniform`) "
+            f"2. **Drop the float64 fallback** (and with it the `tf.cond` and the second factorisation). "
+            f"The kernels have unit diagonal and eps = 1e-3, so float32 rounding (about N x 6e-8 on the "
+            f"eigenvalues) cannot make K + eps I indefinite; only NaN features break the factor, and "
+            f"float64 would not mend those (a NaN check on the loss can report them). In graph mode the "
+            f"`tf.cond` and its gradient are expensive at this size. Head forward + backward: "
+            f"{nofb_head:.2f} ms (library {lib_head:.2f} ms; hand-written gradient with the fallback "
+            f"{fast_head:.2f} ms). Whole step with 1 and 2: {nofb:.2f} ms ({nofb / gan:.2f}x GAN).")
+        out.append(
+            f"3. **Draw the codes with `tf.random.stateless_normal`** in `Gaussian.sample` (and `Uniform`) "
             f"instead of building a TFP `MultivariateNormalDiag` and sampling it in every step: "
-            f"{tfp:.2f} ms vs {plain:.2f} ms per draw. With 1: {both:.2f} ms per step ({both / gan:.2f}x GAN; "
-            + (f"a further {fast - both:.2f} ms)." if both < fast else "no further saving measured).")
-            + " Note that this changes which codes a given seed draws, so "
-            f"runs would not reproduce earlier runs bit for bit. MMD-net and every model that samples its "
-            f"prior in `train_step` gain the same.")
+            f"{tfp:.2f} ms vs {plain:.2f} ms per call (both include the "
+            f"{bd['tf.function call overhead (identity)']:.2f} ms call overhead). Whole step with 1, 2 and 3: "
+            f"{allthree:.2f} ms. This changes which codes a given seed draws, so runs would not "
+            f"reproduce earlier runs bit for bit. MMD-net and every model that samples its prior in "
+            f"`train_step` would gain the same.")
         out.append(
-            f"3. Calling the critic once on `[x; G(z)]` (as the GAN does with its discriminator; only "
+            f"   **1 + 2 + 3 together**: {allthree:.2f} ms per step, **{allthree / gan:.2f}x GAN** "
+            f"(goal {GOAL}x: {'met' if allthree / gan <= GOAL else 'not met'}; library {ratio:.2f}x).")
+        out.append(
+            f"4. Calling the critic once on `[x; G(z)]` (as the GAN does with its discriminator; only "
             f"valid without BatchNorm, METHODS.md §2 note 8): the networks' forward + backward goes from "
             f"{nets:.2f} ms to {nets_cat:.2f} ms, "
             + ("worth doing." if nets_cat < 0.9 * nets else "not worth the special case."))
         out.append(
-            f"4. Floor: one `tf.function` call costs {bd['tf.function call overhead (identity)']:.2f} ms here, "
+            f"5. Floor: one `tf.function` call costs {bd['tf.function call overhead (identity)']:.2f} ms here, "
             f"and at this size every step is mostly op dispatch (the matrices are small), so op count matters "
             f"more than FLOPs. `steps_per_execution > 1` in `compile` amortises the per-call Python overhead "
             f"for all models alike.")

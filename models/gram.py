@@ -40,6 +40,13 @@ class GRAM(GenerativeModel):
       positivity: ``"sum"`` (eq. 9, JuliaGRAM) or ``"mean"`` (GRAM.jl).
       clip_ratio: clamp ``r`` to ``[0, 1e9]`` and drop the positivity term
         (JuliaGRAM's ``isclip_ratio``).
+      gram_dtype: precision of the Gram matrices, the ratio solve and the
+        MMD (``"float64"`` by default). With bandwidths much wider than the
+        feature spread (sigma = 10, 100 on MNIST) the kernel matrix is nearly
+        rank one; its float32 rounding (~1e-6 per entry, from the matmul form
+        of the distances) then rivals the ridge ``eps`` and the solve or its
+        gradient blows up (seen: gram-mnist hit NaN at step ~2700). The
+        matrices are only batch x batch, so float64 costs little.
 
     Compile with ``compile(optimizer=G_opt, critic_optimizer=f_opt)``; without
     ``critic_optimizer`` the critic gets a fresh copy of the generator's.
@@ -49,7 +56,7 @@ class GRAM(GenerativeModel):
 
     def __init__(self, generator, critic, prior, *, bandwidths=(1.0,), parameterization: str = "std",
                  eps: float = 1e-3, lam: float = 1.0, positivity: str = "sum",
-                 clip_ratio: bool = False, seed: int = 0, **kwargs):
+                 clip_ratio: bool = False, gram_dtype: str = "float64", seed: int = 0, **kwargs):
         super().__init__(generator, prior, seed=seed, **kwargs)
         if not isinstance(critic, keras.Model):
             raise ValueError(f"critic must be a keras.Model, got {type(critic).__name__}")
@@ -65,6 +72,9 @@ class GRAM(GenerativeModel):
         self.bandwidths = _check_bandwidths(bandwidths)
         self.parameterization, self.eps, self.lam = parameterization, float(eps), float(lam)
         self.positivity, self.clip_ratio = positivity, bool(clip_ratio)
+        if gram_dtype not in ("float32", "float64"):
+            raise ValueError(f"gram_dtype must be 'float32' or 'float64', got {gram_dtype!r}")
+        self.gram_dtype = gram_dtype
         self.critic_optimizer = None
         self._declare_trackers("mmd", "pearson_divergence", "ratio_mean")
 
@@ -95,7 +105,8 @@ class GRAM(GenerativeModel):
         One set of Gram matrices serves both: ``r`` (eq. 8) averaged over
         bandwidths and MMD^2 (eq. 10, biased) summed over them.
         """
-        p, q = _flat(f_data), _flat(f_gen)
+        p = tf.cast(_flat(f_data), self.gram_dtype)
+        q = tf.cast(_flat(f_gen), self.gram_dtype)
         sq_qq, sq_qp = ops.pairwise_sq_distances(q), ops.pairwise_sq_distances(q, p)
         sq_pp = ops.pairwise_sq_distances(p)
         bw = kernel_bandwidths(self.bandwidths, sq_pp, sq_qp, sq_qq)
@@ -107,7 +118,7 @@ class GRAM(GenerativeModel):
             r = tf.clip_by_value(r, 0.0, 1e9)
         mmd2 = ops.mmd2_from_kernels(tf.reduce_sum(k_qq, 0), tf.reduce_sum(k_qp, 0),
                                      tf.reduce_sum(k_pp, 0), estimator="biased")
-        return r, mmd2
+        return tf.cast(r, tf.float32), tf.cast(mmd2, tf.float32)
 
     def train_step(self, data):
         x = self._unpack(data)
@@ -137,4 +148,5 @@ class GRAM(GenerativeModel):
     def get_config(self):
         return {**super().get_config(), "bandwidths": self.bandwidths,
                 "parameterization": self.parameterization, "eps": self.eps, "lam": self.lam,
-                "positivity": self.positivity, "clip_ratio": self.clip_ratio}
+                "positivity": self.positivity, "clip_ratio": self.clip_ratio,
+                "gram_dtype": self.gram_dtype}

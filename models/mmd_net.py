@@ -32,7 +32,7 @@ def kernel_bandwidths(bandwidths, sq_pp, sq_pq, sq_qq):
         cross = tf.reshape(sq_pq, [-1])
         pooled = tf.concat([tf.reshape(sq_pp, [-1]), cross, cross, tf.reshape(sq_qq, [-1])], 0)
         return tf.reshape(ops.median_heuristic(pooled), [1])
-    return tf.constant(bandwidths, tf.float32)
+    return tf.constant(bandwidths, sq_pp.dtype)
 
 
 def stacked_kernels(sq, bandwidths, parameterization):

@@ -24,7 +24,7 @@ def run_demo(out: str = "outputs/demo", *, quick: bool = False) -> dict:
         shutil.rmtree(out)  # a demo starts fresh; it never resumes an old run
     os.makedirs(out)
     plan = [("gram-ring8", 300 if quick else 3000), ("mmd-net-ring8", 300 if quick else 3000),
-            ("gram-digits", 300 if quick else 3000)]
+            ("gram-digits", 300 if quick else 6000)]
     report = {"quick": quick, "runs": {}}
     t_start = time.time()
     for recipe, steps in plan:
