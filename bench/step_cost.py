@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import inspect
 import os
 import platform
 import statistics
@@ -114,20 +115,25 @@ class GAN(keras.Model):
 # hand-written gradient. r = A^{-1} b with A = K_qq + eps I symmetric, so
 #   dL/db = A^{-1} g  and  dL/dA = -(A^{-1} g) r^T,
 # one more Cholesky solve with the factor already computed: O(N^2) for the backward pass
-# instead of differentiating through the Cholesky factorisation (O(N^3)). The float32 factor
-# is computed once and checked; a float64 factor is used only when it is not finite, and the
-# backward pass reuses whichever factor the forward pass used, so no NaN leaks into gradients.
+# instead of differentiating through the Cholesky factorisation (O(N^3)).
 # ---------------------------------------------------------------------------------------------
 @tf.custom_gradient
 def spd_solve(a, b):
-    chol32 = tf.linalg.cholesky(a)
-    ok = tf.reduce_all(tf.math.is_finite(chol32))
+    """``A^{-1} b`` for SPD ``A (..., N, N)``, with the library's float64 fallback for float32
+    input: the float32 factor is computed once and checked, a float64 factor is made only when
+    it is not finite, and the backward pass reuses the factor the forward pass used, so no NaN
+    leaks into the gradients (the problem the library's gradient-free pre-check avoids)."""
+    chol = tf.linalg.cholesky(a)
+    if a.dtype == tf.float64:
+        def solve_with(x):
+            return tf.linalg.cholesky_solve(chol, x)
+    else:
+        ok = tf.reduce_all(tf.math.is_finite(chol))
 
-    def solve_with(x):
-        return tf.cond(ok, lambda: tf.linalg.cholesky_solve(chol32, x),
-                       lambda: tf.cast(tf.linalg.cholesky_solve(tf.linalg.cholesky(tf.cast(a, tf.float64)),
-                                                                tf.cast(x, tf.float64)), a.dtype))
-
+        def solve_with(x):
+            return tf.cond(ok, lambda: tf.linalg.cholesky_solve(chol, x),
+                           lambda: tf.cast(tf.linalg.cholesky_solve(tf.linalg.cholesky(tf.cast(a, tf.float64)),
+                                                                    tf.cast(x, tf.float64)), a.dtype))
     r = solve_with(b)
 
     def grad(g):
@@ -137,13 +143,38 @@ def spd_solve(a, b):
     return r, grad
 
 
-def density_ratio_fast(k_qq, k_qp, eps=1e-3):
-    """Same value as ``tfgen.ops.density_ratio``; gradient by :func:`spd_solve`."""
+@tf.custom_gradient
+def spd_solve_plain(a, b):
+    """:func:`spd_solve` without any fallback. With unit-diagonal kernel matrices and
+    eps = 1e-3, float32 rounding of the *kernel entries* (~6e-8) cannot make ``K + eps I``
+    indefinite; what can is rounding in the distances of nearly coincident features (see the
+    report), which float64 Gram matrices avoid at the source."""
+    chol = tf.linalg.cholesky(a)
+    r = tf.linalg.cholesky_solve(chol, b)
+
+    def grad(g):
+        y = tf.linalg.cholesky_solve(chol, g)
+        return -tf.matmul(y, r, transpose_b=True), y
+
+    return r, grad
+
+
+def _ratio_with(solve, k_qq, k_qp, eps):
     n = tf.shape(k_qq)[-1]
     m = tf.cast(tf.shape(k_qp)[-1], k_qq.dtype)
-    rhs = tf.reduce_sum(k_qp, axis=-1, keepdims=True)
-    a = k_qq + eps * tf.eye(n, dtype=k_qq.dtype)  # (..., N, N): batched over bandwidths
-    return tf.cast(n, k_qq.dtype) / m * tf.squeeze(spd_solve(a, rhs), -1)
+    a = k_qq + tf.cast(eps, k_qq.dtype) * tf.eye(n, dtype=k_qq.dtype)  # batched over bandwidths
+    r = solve(a, tf.reduce_sum(k_qp, axis=-1, keepdims=True))
+    return tf.cast(n, k_qq.dtype) / m * tf.squeeze(r, -1)
+
+
+def density_ratio_fast(k_qq, k_qp, eps=1e-3):
+    """Same value as ``tfgen.ops.density_ratio``; gradient by :func:`spd_solve`."""
+    return _ratio_with(spd_solve, k_qq, k_qp, eps)
+
+
+def density_ratio_plain(k_qq, k_qp, eps=1e-3):
+    """Same value; gradient by :func:`spd_solve_plain` (no fallback)."""
+    return _ratio_with(spd_solve_plain, k_qq, k_qp, eps)
 
 
 @contextlib.contextmanager
@@ -166,41 +197,17 @@ def ratio_stand_in(k_qq, k_qp, eps=1e-3):
 class GRAMFastSolve(GRAM):
     """GRAM with :func:`density_ratio_fast` in place of ``ops.density_ratio`` (bench only)."""
 
+    solver = staticmethod(density_ratio_fast)
+
     def ratio_and_mmd(self, f_data, f_gen):
-        with ratio_solver(density_ratio_fast):
+        with ratio_solver(self.solver):
             return super().ratio_and_mmd(f_data, f_gen)
 
 
-@tf.custom_gradient
-def spd_solve_f32(a, b):
-    """:func:`spd_solve` without the float64 fallback. With unit-diagonal kernel matrices and
-    eps = 1e-3, float32 rounding (~N * 6e-8 on the eigenvalues) cannot make ``K + eps I``
-    indefinite; only NaN features could break the factor, and float64 would not mend those."""
-    chol = tf.linalg.cholesky(a)
-    r = tf.linalg.cholesky_solve(chol, b)
+class GRAMPlainSolve(GRAMFastSolve):
+    """GRAM with :func:`density_ratio_plain` (bench only)."""
 
-    def grad(g):
-        y = tf.linalg.cholesky_solve(chol, g)
-        return -tf.matmul(y, r, transpose_b=True), y
-
-    return r, grad
-
-
-def density_ratio_f32(k_qq, k_qp, eps=1e-3):
-    """:func:`density_ratio_fast` without the float64 fallback (:func:`spd_solve_f32`)."""
-    n = tf.shape(k_qq)[-1]
-    m = tf.cast(tf.shape(k_qp)[-1], k_qq.dtype)
-    a = k_qq + eps * tf.eye(n, dtype=k_qq.dtype)
-    r = spd_solve_f32(a, tf.reduce_sum(k_qp, axis=-1, keepdims=True))
-    return tf.cast(n, k_qq.dtype) / m * tf.squeeze(r, -1)
-
-
-class GRAMNoFallback(GRAM):
-    """GRAM with :func:`density_ratio_f32` in place of ``ops.density_ratio`` (bench only)."""
-
-    def ratio_and_mmd(self, f_data, f_gen):
-        with ratio_solver(density_ratio_f32):
-            return super().ratio_and_mmd(f_data, f_gen)
+    solver = staticmethod(density_ratio_plain)
 
 
 class StatelessGaussian(distributions.Gaussian):
@@ -212,9 +219,18 @@ class StatelessGaussian(distributions.Gaussian):
         return self.loc + self.scale * z
 
 
+def gram_dtype_of(model) -> str:
+    """The dtype GRAM computes its Gram matrices in (``gram_dtype`` where the library has it)."""
+    return getattr(model, "gram_dtype", "float32")
+
+
+GRAM_HAS_DTYPE = "gram_dtype" in inspect.signature(GRAM.__init__).parameters
+
+
 # ---------------------------------------------------------------------------------------------
 def build_models(hidden: int, batch: int, seed: int, jit):
-    """GRAM, MMD-net (from the recipes) and the GAN, with the same widths."""
+    """GAN, MMD-net and GRAM (the last two from the recipes), with the same widths, and the
+    bench-only GRAM variants. Returns ``(models, recipe, roles)``; ``roles`` names the variants."""
     widths = (hidden, hidden)
     gram_r = recipes.get("gram-ring8")
     gram_r = gram_r.replace(batch_size=batch,
@@ -228,25 +244,28 @@ def build_models(hidden: int, batch: int, seed: int, jit):
                           loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
     models["MMD-net"] = recipes.build_model(mmd_r, (2,))
     models["GRAM"] = recipes.build_model(gram_r, (2,))
-    # The candidate, with the very same networks and optimizers' settings.
     g = models["GRAM"]
-    fast = GRAMFastSolve(networks.mlp(gram_r.latent_dim, widths, 2, name="generator"),
-                         networks.mlp(2, widths, gram_r.critic_dim, name="critic"), g.prior,
-                         seed=g.seed, **gram_r.model_options)
-    fast.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
-    models["GRAM (fast solve)"] = fast
-    for name, cls, prior in [("GRAM (fast solve, no fallback)", GRAMNoFallback, g.prior),
-                             ("GRAM (fast solve, no fallback, plain prior)", GRAMNoFallback,
-                              StatelessGaussian(gram_r.latent_dim))]:
+    default = gram_dtype_of(g)
+    roles = {"fast": "GRAM (fast solve)", "fast_prior": "GRAM (fast solve, plain prior)"}
+    specs = [(roles["fast"], GRAMFastSolve, False, {}), (roles["fast_prior"], GRAMFastSolve, True, {})]
+    if GRAM_HAS_DTYPE:
+        other = "float32" if default == "float64" else "float64"
+        roles["other_dtype"] = f"GRAM ({other} Gram)"
+        roles["f32_all"] = "GRAM (float32 Gram, plain solve, plain prior)"
+        specs += [(roles["other_dtype"], GRAM, False, {"gram_dtype": other}),
+                  (roles["f32_all"], GRAMPlainSolve, True, {"gram_dtype": "float32"})]
+    for name, cls, plain_prior, extra in specs:
+        # The same networks' shapes, settings and optimizers as the recipe's GRAM.
         v = cls(networks.mlp(gram_r.latent_dim, widths, 2, name="generator"),
-                networks.mlp(2, widths, gram_r.critic_dim, name="critic"), prior,
-                seed=g.seed, **gram_r.model_options)
+                networks.mlp(2, widths, gram_r.critic_dim, name="critic"),
+                StatelessGaussian(gram_r.latent_dim) if plain_prior else g.prior,
+                seed=g.seed, **{**gram_r.model_options, **extra})
         v.compile(optimizer=gram_r.optimizer.build(), critic_optimizer=gram_r.optimizer.build())
         models[name] = v
     if jit is not None:
         for m in models.values():
             m.jit_compile = jit
-    return models, gram_r
+    return models, gram_r, roles
 
 
 def sync(out):
@@ -299,8 +318,9 @@ def step_table(models, x, steps: int, rounds: int, warmup: int):
     return per
 
 
-def breakdown(model: GRAM, x, calls: int, rounds: int):
+def breakdown(models, roles, x, calls: int, rounds: int):
     """GRAM's step in pieces, each a ``tf.function`` on the same networks and batch."""
+    model = models["GRAM"]
     g, c = model.generator, model.critic
     n = int(x.shape[0])
     z = model.prior.sample(n, seed=1)
@@ -340,30 +360,35 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
             l_g = tf.reduce_sum(fg * w2)
         return tape.gradient(l_c, cv), tape.gradient(l_g, gv)
 
-    def head(p, q, ratio_fn):
-        with ratio_solver(ratio_fn):
-            r, mmd2 = model.ratio_and_mmd(p, q)
-        return -ops.pearson_divergence(r, lam=model.lam, positivity=model.positivity), \
+    def head(m, p, q, ratio_fn):
+        if ratio_fn is None:
+            r, mmd2 = m.ratio_and_mmd(p, q)
+        else:
+            with ratio_solver(ratio_fn):
+                r, mmd2 = m.ratio_and_mmd(p, q)
+        return -ops.pearson_divergence(r, lam=m.lam, positivity=m.positivity), \
             tf.sqrt(tf.maximum(mmd2, 1e-12))
 
-    def head_fwd_bwd(ratio_fn):
+    def head_fwd_bwd(m, ratio_fn=None):
         @tf.function
         def f(p, q):
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch([p, q])
-                l_c, l_g = head(p, q, ratio_fn)
+                l_c, l_g = head(m, p, q, ratio_fn)
             return tape.gradient(l_c, [p, q]), tape.gradient(l_g, [p, q])
         return f
 
-    head_fwd = tf.function(lambda p, q: head(p, q, ops.density_ratio))
+    head_fwd = tf.function(lambda p, q: head(model, p, q, None))
 
     sq = ops.pairwise_sq_distances
     gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths or [1.0]), model.parameterization)
-    k_qq = tf.exp(-gamma[:, None, None] * sq(q0)[None])
-    k_qp = tf.exp(-gamma[:, None, None] * sq(q0, p0)[None])
+    k64 = (tf.exp(-tf.cast(gamma, tf.float64)[:, None, None] * sq(tf.cast(q0, tf.float64))[None]),
+           tf.exp(-tf.cast(gamma, tf.float64)[:, None, None] * sq(tf.cast(q0, tf.float64),
+                                                                    tf.cast(p0, tf.float64))[None]))
+    k32 = tuple(tf.cast(k, tf.float32) for k in k64)
 
-    def ratio_fwd_bwd(ratio_fn):
-        @tf.function
+    def ratio_fwd_bwd(ratio_fn, jit=False):
+        @tf.function(jit_compile=jit)
         def f(a, b):
             with tf.GradientTape() as tape:
                 tape.watch([a, b])
@@ -372,10 +397,11 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
             return tape.gradient(loss, [a, b])
         return f
 
-    a32 = k_qq[0] + model.eps * tf.eye(n)
+    eye = tf.eye(n, dtype=tf.float64)
+    a64 = k64[0][0] + model.eps * eye
+    a32 = tf.cast(a64, tf.float32)
     cholesky = tf.function(lambda a: tf.linalg.cholesky(a))
     cholesky_xla = tf.function(lambda a: tf.linalg.cholesky(a), jit_compile=True)
-    ratio_fwd = tf.function(lambda a, b: ops.density_ratio(a, b, eps=model.eps))
 
     grads_c = [tf.zeros_like(v) for v in cv]
     grads_g = [tf.zeros_like(v) for v in gv]
@@ -392,6 +418,7 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
     def stateless_normal(seed):
         return tf.random.stateless_normal((n, latent), seed=seed)
 
+    dt = gram_dtype_of(model)
     noop = tf.function(lambda x: x)
     items = [
         ("tf.function call overhead (identity)", noop, (x,)),
@@ -400,21 +427,32 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
         ("networks forward (G, critic on data and on G(z))", nets_fwd, (x, z)),
         ("networks forward + backward (train_step's tape, linear stand-in loss)", nets_fwd_bwd, (x, z)),
         ("networks forward + backward, critic called once on [x; G(z)]", nets_fwd_bwd_concat, (x, z)),
-        ("Gram head forward (distances, kernels, MMD, ratio, Pearson)", head_fwd, (p0, q0)),
-        ("Gram head forward + backward, ratio solve replaced by a cheap stand-in", head_fwd_bwd(ratio_stand_in), (p0, q0)),
-        ("Gram head forward + backward (library)", head_fwd_bwd(ops.density_ratio), (p0, q0)),
-        ("Gram head forward + backward (hand-written solve gradient)", head_fwd_bwd(density_ratio_fast), (p0, q0)),
-        ("Gram head forward + backward (hand-written solve gradient, no float64 fallback)",
-         head_fwd_bwd(density_ratio_f32), (p0, q0)),
-        ("ratio solve forward (library: check factor + cond + solve)", ratio_fwd, (k_qq, k_qp)),
-        ("ratio solve forward + backward (library)", ratio_fwd_bwd(ops.density_ratio), (k_qq, k_qp)),
-        ("ratio solve forward + backward (hand-written gradient)", ratio_fwd_bwd(density_ratio_fast), (k_qq, k_qp)),
-        ("ratio solve forward + backward (hand-written gradient, no float64 fallback)",
-         ratio_fwd_bwd(density_ratio_f32), (k_qq, k_qp)),
+        (f"Gram head forward, library ({dt})", head_fwd, (p0, q0)),
+        (f"Gram head forward + backward, library ({dt})", head_fwd_bwd(model), (p0, q0)),
+        (f"Gram head forward + backward, ratio solve replaced by a cheap stand-in ({dt})",
+         head_fwd_bwd(model, ratio_stand_in), (p0, q0)),
+        (f"Gram head forward + backward, hand-written solve gradient ({dt})",
+         head_fwd_bwd(model, density_ratio_fast), (p0, q0)),
+    ]
+    if "other_dtype" in roles:
+        other = models[roles["other_dtype"]]
+        od = gram_dtype_of(other)
+        items += [(f"Gram head forward + backward, library ({od})", head_fwd_bwd(other), (p0, q0))]
+        f32 = models[roles["f32_all"]]
+        items += [("Gram head forward + backward, plain solve (float32, no fallback)",
+                   head_fwd_bwd(f32), (p0, q0))]
+    items += [
+        ("ratio solve forward + backward, library (float32: pre-check factor + cond + solve)",
+         ratio_fwd_bwd(ops.density_ratio), k32),
+        ("ratio solve forward + backward, library (float64)", ratio_fwd_bwd(ops.density_ratio), k64),
+        ("ratio solve forward + backward, hand-written gradient (float32, with fallback)",
+         ratio_fwd_bwd(density_ratio_fast), k32),
+        ("ratio solve forward + backward, hand-written gradient (float64)", ratio_fwd_bwd(density_ratio_fast), k64),
+        ("ratio solve forward + backward, plain solve (float32, no fallback)", ratio_fwd_bwd(density_ratio_plain), k32),
         (f"one Cholesky factorisation ({n}x{n}, float32)", cholesky, (a32,)),
+        (f"one Cholesky factorisation ({n}x{n}, float64)", cholesky, (a64,)),
         (f"one Cholesky factorisation ({n}x{n}, float32), XLA", cholesky_xla, (a32,)),
-        ("ratio solve forward + backward (library), XLA",
-         tf.function(ratio_fwd_bwd(ops.density_ratio).python_function, jit_compile=True), (k_qq, k_qp)),
+        ("ratio solve forward + backward, library (float32), XLA", ratio_fwd_bwd(ops.density_ratio, True), k32),
         ("optimizer updates (2 x Adam apply)", apply_updates, ()),
     ]
     for name, fn, args in items:
@@ -424,45 +462,41 @@ def breakdown(model: GRAM, x, calls: int, rounds: int):
 
 
 def check_variants(model: GRAM, x):
-    """Max relative difference of all critic and generator gradients, and max |r| difference,
-    of each bench variant against the library, on the same networks, batch and codes."""
+    """Max difference of all critic and generator gradients (relative to the largest entry) and
+    max |r| difference of the hand-written solve gradient against the library, on the same
+    networks, batch and codes; and a float32-rounding yardstick."""
     z = model.prior.sample(int(x.shape[0]), seed=3)
 
-    def library(m, fd, fg):
-        return m.ratio_and_mmd(fd, fg)
-
-    def fast(m, fd, fg):
-        with ratio_solver(density_ratio_fast):
-            return m.ratio_and_mmd(fd, fg)
-
-    def grads(ratio_and_mmd):
+    def grads(ratio_fn):
         m = model
         with tf.GradientTape(persistent=True) as tape:
             fd, fg = m.critic(x), m.critic(m.generator(z))
-            r, mmd2 = ratio_and_mmd(m, fd, fg)
+            if ratio_fn is None:
+                r, mmd2 = m.ratio_and_mmd(fd, fg)
+            else:
+                with ratio_solver(ratio_fn):
+                    r, mmd2 = m.ratio_and_mmd(fd, fg)
             l_c = -ops.pearson_divergence(r, lam=m.lam, positivity=m.positivity)
             l_g = tf.sqrt(tf.maximum(mmd2, 1e-12))
         return (tape.gradient(l_c, m.critic.trainable_variables)
                 + tape.gradient(l_g, m.generator.trainable_variables)), r
 
-    ga, ra = grads(library)
-    out = {}
-    def no_fallback(m, fd, fg):
-        with ratio_solver(density_ratio_f32):
-            return m.ratio_and_mmd(fd, fg)
-
-    for name, fn in [("hand-written solve gradient", fast), ("the same without fallback", no_fallback)]:
-        gb, rb = grads(fn)
-        # Relative to the largest gradient entry of all: the critic's output bias has an exactly
-        # zero gradient (distances ignore a shift), so a per-tensor ratio would compare noise.
-        scale = max(float(tf.reduce_max(tf.abs(u))) for u in ga) + 1e-30
-        rel = max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(ga, gb)) / scale
-        out[name] = (rel, float(tf.reduce_max(tf.abs(ra - rb))))
+    ga, ra = grads(None)
+    gb, rb = grads(density_ratio_fast)
+    # Relative to the largest gradient entry of all: the critic's output bias has an exactly
+    # zero gradient (distances ignore a shift), so a per-tensor ratio would compare noise.
+    scale = max(float(tf.reduce_max(tf.abs(u))) for u in ga) + 1e-30
+    check = (max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(ga, gb)) / scale,
+             float(tf.reduce_max(tf.abs(ra - rb))))
 
     # Yardstick: gradients of the Pearson objective w.r.t. the Gram matrices, each float32 solve
-    # against the library's solve in float64 (the kernel matrix is ill-conditioned: ~1/eps).
+    # against the library's float64 solve. The K_qq gradient is compared symmetrised: K_qq is a
+    # symmetric function of the features, and the library's Cholesky gradient returns the
+    # symmetric part while -(A^-1 g) r^T is not symmetric; both give the same feature gradients.
     fd, fg = model.critic(x), model.critic(model.generator(z))
-    gamma = ops.gamma_from_bandwidth(tf.constant(model.bandwidths or [1.0]), model.parameterization)
+    fd, fg = tf.cast(fd, tf.float64), tf.cast(fg, tf.float64)
+    gamma = tf.cast(ops.gamma_from_bandwidth(tf.constant(model.bandwidths or [1.0]), model.parameterization),
+                    tf.float64)
     k_qq = tf.exp(-gamma[:, None, None] * ops.pairwise_sq_distances(fg)[None])
     k_qp = tf.exp(-gamma[:, None, None] * ops.pairwise_sq_distances(fg, fd)[None])
 
@@ -471,16 +505,19 @@ def check_variants(model: GRAM, x):
         with tf.GradientTape() as tape:
             tape.watch([a, b])
             loss = ops.pearson_divergence(tf.reduce_mean(fn(a, b, eps=model.eps), 0))
-        return [tf.cast(g, tf.float64) for g in tape.gradient(loss, [a, b])]
+        ga_, gb_ = [tf.cast(g, tf.float64) for g in tape.gradient(loss, [a, b])]
+        return [0.5 * (ga_ + tf.linalg.matrix_transpose(ga_)), gb_]
 
     g64 = solve_grads(ops.density_ratio, tf.float64)
     scale = max(float(tf.reduce_max(tf.abs(u))) for u in g64)
     yard = {}
-    for name, fn in [("library", ops.density_ratio), ("hand-written gradient", density_ratio_fast),
-                     ("hand-written gradient, no fallback", density_ratio_f32)]:
-        g32 = solve_grads(fn, tf.float32)
-        yard[name] = max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(g32, g64)) / scale
-    return out, yard
+    for name, fn, dtype in [("library float32", ops.density_ratio, tf.float32),
+                            ("hand-written float32", density_ratio_fast, tf.float32),
+                            ("plain float32", density_ratio_plain, tf.float32),
+                            ("hand-written float64", density_ratio_fast, tf.float64)]:
+        g = solve_grads(fn, dtype)
+        yard[name] = max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(g, g64)) / scale
+    return check, yard
 
 
 def machine():
@@ -548,7 +585,7 @@ def main(argv=None):
     for hidden, batch, cfg_jit, n_steps, n_calls in configs:
         xla = "" if cfg_jit is None else f", jit_compile={cfg_jit}"
         print(f"== hidden {hidden}, batch {batch}{xla}", flush=True)
-        models, recipe = build_models(hidden, batch, args.seed, cfg_jit)
+        models, recipe, roles = build_models(hidden, batch, args.seed, cfg_jit)
         x = tf.constant(tfgen.data.load_numpy(recipe.dataset, n=max(batch, 1000), seed=args.seed)[:batch])
         per = step_table(models, x, n_steps, args.rounds, min(args.warmup, n_steps))
         med = {n: statistics.median(v) for n, v in per.items()}
@@ -559,166 +596,179 @@ def main(argv=None):
         for n in models:
             rows.append(f"| {n} | {med[n]:.3f} | {min(per[n]):.3f} | {max(per[n]):.3f} | "
                         f"{med[n] / med['GAN']:.2f}x | {paired[n]:.2f}x |")
-        ratio = med["GRAM"] / med["GAN"]
-        summary.append((hidden, batch, med, ratio, cfg_jit))
+        item = dict(hidden=hidden, batch=batch, jit=cfg_jit, med=med, paired=paired, roles=roles,
+                    ratio=med["GRAM"] / med["GAN"], gram_dtype=gram_dtype_of(models["GRAM"]))
+        summary.append(item)
         print("\n".join(rows), flush=True)
         sec = [f"### hidden {hidden}, batch {batch}{xla}", "",
                f"Networks: G {recipe.latent_dim} -> {hidden} -> {hidden} -> 2; GRAM critic 2 -> {hidden} -> "
                f"{hidden} -> {recipe.critic_dim}; GAN discriminator 2 -> {hidden} -> {hidden} -> 1; "
-               f"MMD-net: G only. XLA (jit_compile) used: "
-               + ", ".join(f"{n} {'yes' if j else 'no'}" for n, j in jit_used.items()) + ".", ""]
-        sec += [f"({args.rounds} rounds x {n_steps} steps per model.)", ""] + rows
-        sec += ["", f"GRAM / GAN = **{ratio:.2f}x** (goal <= {GOAL}x: **{'met' if ratio <= GOAL else 'NOT met'}**). "
-                f"Bench-only variants (see Suggestions): hand-written solve gradient "
-                f"{med['GRAM (fast solve)'] / med['GAN']:.2f}x; also without the float64 fallback "
-                f"{med['GRAM (fast solve, no fallback)'] / med['GAN']:.2f}x; also with the plain prior draw "
-                f"{med['GRAM (fast solve, no fallback, plain prior)'] / med['GAN']:.2f}x.", ""]
+               f"MMD-net: G only. The library's GRAM computes its Gram matrices in {item['gram_dtype']}. "
+               f"XLA (jit_compile) used: "
+               + ", ".join(f"{n} {'yes' if j else 'no'}" for n, j in jit_used.items()) + ".", "",
+               f"({args.rounds} rounds x {n_steps} steps per model.)", ""] + rows
+        r = item["ratio"]
+        sec += ["", f"GRAM / GAN = **{r:.2f}x** (paired {paired['GRAM']:.2f}x); goal <= {GOAL}x: "
+                f"**{'met' if r <= GOAL and paired['GRAM'] <= GOAL else 'NOT met'}**.", ""]
         if not args.no_profile and not cfg_jit:
             print("  GRAM breakdown:", flush=True)
-            checks, yard = check_variants(models["GRAM"], x)
-            bd = breakdown(models["GRAM"], x, n_calls, args.rounds)
-            sec += [f"GRAM step broken down (tf.function micro-benchmarks, median of {args.rounds} rounds "
-                    f"x {n_calls} calls; the pieces overlap, they do not sum to the step):", "",
-                    "| piece | ms / call | share of the GRAM step |", "|---|---|---|"]
+            check, yard = check_variants(models["GRAM"], x)
+            bd = breakdown(models, roles, x, n_calls, args.rounds)
+            item["bd"], item["check"], item["yard"] = bd, check, yard
+            sec += [f"GRAM's step in pieces (tf.function micro-benchmarks on the same networks and batch, "
+                    f"median of {args.rounds} rounds x {n_calls} calls; each includes one tf.function call "
+                    f"overhead, and the pieces overlap, so they do not add up to the step):", "",
+                    "| piece | ms / call | vs the GRAM step |", "|---|---|---|"]
             for name, v in bd.items():
                 sec.append(f"| {name} | {v:.3f} | {100 * v / med['GRAM']:.0f}% |")
-            sec += [""] + [f"Check, {name} vs the library: max difference of all critic and generator "
-                           f"gradients, relative to the largest gradient entry, {rel:.1e}, max |r| difference {rdiff:.1e}."
-                           for name, (rel, rdiff) in checks.items()] + [""]
-            sec += ["Float32 rounding yardstick: gradients of the Pearson objective with respect to the "
-                    "Gram matrices, each float32 solve against the library's solve in float64 (max "
-                    "difference relative to the largest entry): "
-                    + ", ".join(f"{n} {v:.1e}" for n, v in yard.items())
-                    + ". The variants are as close to float64 as the library is.", ""]
-            summary[-1] = summary[-1] + (bd,)
+            sec += ["", f"Check, hand-written solve gradient vs the library (same networks, batch and codes, "
+                        f"{item['gram_dtype']}): max difference of all critic and generator gradients "
+                        f"{check[0]:.1e} relative to the largest entry; max |r| difference {check[1]:.1e}.", "",
+                    "Rounding yardstick: gradients of the Pearson objective with respect to the Gram matrices "
+                    "(K_qq part symmetrised), each solve against the library's float64 solve, max difference "
+                    "relative to the largest entry: "
+                    + ", ".join(f"{n} {v:.1e}" for n, v in yard.items()) + ".", ""]
         sections.append("\n".join(sec))
-        for m in models.values():
-            del m
+        del models
         keras.backend.clear_session()
 
     lines = ["# Train-step cost: GRAM-net and MMD-net vs a plain GAN", "",
              "Generated by `bench/step_cost.py` (a benchmark: not part of the test run).", "",
              f"- command: `{command}`",
              f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-             f"- machine: {machine()}", "",
+             f"- machine: {machine()}. The machine is shared, and other jobs ran during the "
+             f"measurement, so single timings are noisy; the interleaved rounds and the paired ratios "
+             f"are there for that reason.", "",
              "## Protocol", "",
              "- same MLPs and batch for all: the `gram-ring8` recipe's networks (G 20 -> H -> H -> 2, "
              "critic 2 -> H -> H -> 10 for GRAM, the same MLP with a 1-unit logit head as the GAN's "
              "discriminator; MMD-net has only G), ring8 data.",
-             "- GRAM and MMD-net come from `tfgen.trainers.recipes.build_model` (GRAM: 2 x Adam, sigma 1, "
-             "one Cholesky ratio solve per step; MMD-net: RMSprop). The GAN is written in the script as the "
-             "keras-io GAN examples write theirs: `keras.Model` subclass, discriminator step on real + fake "
-             "with BCE from logits (and keras-io's 0.05 label noise), then a non-saturating generator step "
-             "on fresh codes; two Adam optimizers.",
+             "- GRAM and MMD-net come from `tfgen.trainers.recipes.build_model` as the library has them "
+             "(GRAM: 2 x Adam, sigma 1, one Cholesky ratio solve per step; MMD-net: RMSprop). The GAN is "
+             "written in the script as the keras-io GAN examples write theirs: `keras.Model` subclass, "
+             "discriminator step on real + fake with BCE from logits (and keras-io's 0.05 label noise), "
+             "then a non-saturating generator step on fresh codes; two Adam optimizers.",
              f"- timing: Keras builds each model's `train_function` as `fit` does (a `tf.function`; "
-             f"`jit_compile={args.jit}`), {args.warmup} untimed warm-up steps after tracing, then "
-             f"`train_function(iterator)` is called directly, one step per call, on "
-             f"`Dataset.from_tensors(batch).repeat()` (no input-pipeline threads competing for the 2 cores, "
-             f"no callbacks or progress bar). {args.rounds} rounds, each timing {args.steps} steps of every "
-             f"model in rotating order (fewer for the larger `--dims` configurations, as noted there); the table gives the median over rounds and the ratio to the GAN. "
-             "The per-round ratio column pairs models timed seconds apart, so it is the more robust figure "
-             "on this shared, noisy machine.",
-             "- the `GRAM (...)` variants are bench-only subclasses of GRAM (same networks, settings and "
-             "optimizers) that test the Suggestions below, one change at a time: `fast solve` = the ratio "
-             "solve with a hand-written gradient (float64 fallback kept); `no fallback` = also without the "
-             "float64 fallback; `plain prior` = also drawing the codes with `tf.random.stateless_normal`. "
-             "They are not part of the library.", "",
+             f"`jit_compile={args.jit}`), untimed warm-up steps after tracing, then "
+             f"`train_function(iterator)` is called directly, one step per call (as `fit` does with "
+             f"`steps_per_execution=1`), on `Dataset.from_tensors(batch).repeat()`, so there are no "
+             f"input-pipeline threads competing for the 2 cores and no callbacks or progress bar. "
+             f"{args.rounds} rounds, each timing {args.steps} steps of every model in rotating order "
+             f"(fewer for the larger `--dims` configurations, as noted there). The tables give the "
+             f"median over rounds and two ratios to the GAN: the ratio of the medians, and the median "
+             f"of the per-round ratios, which pairs models timed seconds apart and is the more robust "
+             f"figure on a noisy machine.",
+             "- the `GRAM (...)` rows are bench-only subclasses of GRAM (same network shapes, settings "
+             "and optimizers) that test the Suggestions below: `fast solve` = the ratio solve with a "
+             "hand-written gradient (suggestion 1); `plain prior` = also drawing the codes with "
+             "`tf.random.stateless_normal` (suggestion 2); `float32 Gram` / `float64 Gram` = the "
+             "library's GRAM with the other `gram_dtype`; `float32 Gram, plain solve, plain prior` = "
+             "suggestions 1-3 together. None of them is part of the library.", "",
              "## Summary", "",
-             "| hidden | batch | XLA | GAN ms | MMD-net ms | GRAM ms | GRAM / GAN | goal <= 1.3x | "
-             "GRAM with suggestions 1-3 ms | its ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for item in summary:
-        hidden, batch, med, ratio, cfg_jit = item[:5]
-        fast = med["GRAM (fast solve, no fallback, plain prior)"]
-        lines.append(f"| {hidden} | {batch} | {'on' if cfg_jit else 'off'} | {med['GAN']:.3f} | "
-                     f"{med['MMD-net']:.3f} | {med['GRAM']:.3f} | **{ratio:.2f}x** | "
-                     f"{'met' if ratio <= GOAL else 'NOT met'} | {fast:.3f} | {fast / med['GAN']:.2f}x |")
-    lines += ["", "## Results", ""] + sections
-    lines += ["", "## Suggestions", "", "SUGGESTIONS_PLACEHOLDER", ""]
-    text = "\n".join(lines)
+             "| hidden | batch | XLA | GAN ms | MMD-net ms | GRAM ms | GRAM / GAN (paired) | goal <= 1.3x | "
+             "best bench variant | its ms | its ratio (paired) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for it in summary:
+        med, paired = it["med"], it["paired"]
+        variants = [n for n in med if n.startswith("GRAM (")]
+        best = min(variants, key=lambda n: paired[n])
+        lines.append(f"| {it['hidden']} | {it['batch']} | {'on' if it['jit'] else 'off'} | {med['GAN']:.3f} | "
+                     f"{med['MMD-net']:.3f} | {med['GRAM']:.3f} | **{it['ratio']:.2f}x** ({paired['GRAM']:.2f}x) | "
+                     f"{'met' if it['ratio'] <= GOAL and paired['GRAM'] <= GOAL else 'NOT met'} | {best} | "
+                     f"{med[best]:.3f} | {med[best] / med['GAN']:.2f}x ({paired[best]:.2f}x) |")
+    lines += ["", "## Suggestions", "", suggest(summary), "", "## Results", ""] + sections
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    suggestions = suggest(summary)
-    text = text.replace("SUGGESTIONS_PLACEHOLDER", suggestions)
     with open(args.out, "w") as f:
-        f.write(text)
+        f.write("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 
 def suggest(summary) -> str:
     """Suggestions written from the measured numbers (for the lead: the library is not changed here)."""
     out = []
-    xla = [item for item in summary if item[4]]
-    for item in summary:
-        if len(item) < 6:
+    for it in summary:
+        if "bd" not in it:
             continue
-        hidden, batch, med, ratio, _, bd = item
+        med, paired, roles, bd = it["med"], it["paired"], it["roles"], it["bd"]
+        n, dt = it["batch"], it["gram_dtype"]
         gram, gan = med["GRAM"], med["GAN"]
-        fast = med["GRAM (fast solve)"]
-        nofb = med["GRAM (fast solve, no fallback)"]
-        allthree = med["GRAM (fast solve, no fallback, plain prior)"]
-        lib_head = bd["Gram head forward + backward (library)"]
-        fast_head = bd["Gram head forward + backward (hand-written solve gradient)"]
-        no_ratio = bd["Gram head forward + backward, ratio solve replaced by a cheap stand-in"]
-        chol = bd[f"one Cholesky factorisation ({batch}x{batch}, float32)"]
+        fast, fast_prior = med[roles["fast"]], med[roles["fast_prior"]]
+        lib_head = bd[f"Gram head forward + backward, library ({dt})"]
+        stand_in = bd[f"Gram head forward + backward, ratio solve replaced by a cheap stand-in ({dt})"]
+        fast_head = bd[f"Gram head forward + backward, hand-written solve gradient ({dt})"]
         nets = bd["networks forward + backward (train_step's tape, linear stand-in loss)"]
         nets_cat = bd["networks forward + backward, critic called once on [x; G(z)]"]
         tfp = bd["prior sample (library: TFP MultivariateNormalDiag, stateless seed)"]
         plain = bd["tf.random.stateless_normal, same shape"]
-        out += [f"At hidden {hidden}, batch {batch} (GRAM {gram:.2f} ms, GAN {gan:.2f} ms, {ratio:.2f}x):", ""]
+        call = bd["tf.function call overhead (identity)"]
+        chol = bd[f"one Cholesky factorisation ({n}x{n}, {dt})"]
+        out += [f"**At hidden {it['hidden']}, batch {n}** (GRAM {gram:.2f} ms, GAN {gan:.2f} ms: "
+                f"{it['ratio']:.2f}x, paired {paired['GRAM']:.2f}x). Where GRAM's time goes: the networks' "
+                f"forward + backward {nets:.2f} ms (the GAN does about two of these), the Gram head's "
+                f"forward + backward {lib_head:.2f} ms, of which the ratio solve is about "
+                f"{lib_head - stand_in:.2f} ms (one {n}x{n} {dt} Cholesky alone: {chol:.2f} ms), the two "
+                f"Adam updates {bd['optimizer updates (2 x Adam apply)']:.2f} ms, and the prior draw "
+                f"{tfp:.2f} ms (each figure includes one {call:.2f} ms call overhead).", ""]
         out.append(
-            f"1. **Ratio solve with a hand-written gradient** (`tfgen.ops.density_ratio`). The library "
-            f"differentiates through `tf.linalg.cholesky` and `cholesky_solve` and factors the matrix twice "
-            f"(a gradient-free float32 check, then the solve inside `tf.cond`). The Gram head's "
-            f"forward + backward takes {lib_head:.2f} ms, of which about {lib_head - no_ratio:.2f} ms is the "
-            f"solve (one {batch}x{batch} Cholesky alone: {chol:.2f} ms). Since r = A^-1 b with A "
-            f"symmetric, dL/db = A^-1 g and dL/dA = -(A^-1 g) r^T: one more solve with the factor already "
-            f"made, O(N^2) instead of backpropagating an O(N^3) factorisation. `spd_solve` in this script "
-            f"does that with `tf.custom_gradient` (one float32 factor, checked; float64 only when it is "
-            f"not finite, and the backward pass reuses the factor the forward pass used, so the NaN-gradient "
-            f"problem the library's `tf.cond` dance avoids cannot arise). It gives the same gradients "
-            f"(relative difference printed above). Head: {fast_head:.2f} ms. Whole step: {fast:.2f} ms "
-            f"({fast / gan:.2f}x GAN): " + (f"saves {gram - fast:.2f} ms ({100 * (gram - fast) / gram:.0f}%)."
-                                           if fast < gram else "no saving measured in the whole step."))
-        nofb_head = bd["Gram head forward + backward (hand-written solve gradient, no float64 fallback)"]
+            f"1. **Give the ratio solve a hand-written gradient** (`tfgen.ops.density_ratio`). The library "
+            f"differentiates through `tf.linalg.cholesky` and `cholesky_solve`, and in float32 it also "
+            f"factors the matrix twice: a gradient-free check, then the solve inside `tf.cond`. Since "
+            f"r = A^-1 b with A symmetric, dL/db = A^-1 g and dL/dA = -(A^-1 g) r^T. That is one more "
+            f"triangular solve pair with the factor already made, O(N^2) instead of backpropagating an "
+            f"O(N^3) factorisation. `spd_solve` in this script does it with `tf.custom_gradient`. In "
+            f"float32 it makes one factor and checks it, and makes a float64 factor only when the first "
+            f"is not finite. The backward pass reuses whichever factor the forward pass used, so no NaN "
+            f"reaches an untaken branch. It gives the same gradients (see the checks under Results). "
+            f"Head: {fast_head:.2f} ms instead of {lib_head:.2f} ms. Whole step: {fast:.2f} ms "
+            f"({fast / gan:.2f}x GAN, paired {paired[roles['fast']]:.2f}x), "
+            + (f"saving {gram - fast:.2f} ms ({100 * (gram - fast) / gram:.0f}%)." if fast < gram
+               else "no saving measured in the whole step."))
         out.append(
-            f"2. **Drop the float64 fallback** (and with it the `tf.cond` and the second factorisation). "
-            f"The kernels have unit diagonal and eps = 1e-3, so float32 rounding (about N x 6e-8 on the "
-            f"eigenvalues) cannot make K + eps I indefinite; only NaN features break the factor, and "
-            f"float64 would not mend those (a NaN check on the loss can report them). In graph mode the "
-            f"`tf.cond` and its gradient are expensive at this size. Head forward + backward: "
-            f"{nofb_head:.2f} ms (library {lib_head:.2f} ms; hand-written gradient with the fallback "
-            f"{fast_head:.2f} ms). Whole step with 1 and 2: {nofb:.2f} ms ({nofb / gan:.2f}x GAN).")
+            f"2. **Draw the codes with `tf.random.stateless_normal`** in `Gaussian.sample` (and uniform "
+            f"codes with `tf.random.stateless_uniform`) instead of building a TFP `MultivariateNormalDiag` "
+            f"and sampling it in every step: {tfp:.2f} ms vs {plain:.2f} ms per call. Whole step with 1 "
+            f"and 2: {fast_prior:.2f} ms ({fast_prior / gan:.2f}x, paired {paired[roles['fast_prior']]:.2f}x). "
+            f"A given seed would then draw other codes, so runs would not reproduce earlier runs bit for "
+            f"bit. MMD-net and every model that samples its prior in `train_step` would gain the same.")
+        if "other_dtype" in roles:
+            other = roles["other_dtype"]
+            od = "float32" if dt == "float64" else "float64"
+            o_head = bd[f"Gram head forward + backward, library ({od})"]
+            p_head = bd["Gram head forward + backward, plain solve (float32, no fallback)"]
+            f32_all = med[roles["f32_all"]]
+            out.append(
+                f"3. **Precision of the Gram matrices** (`gram_dtype`, library default {dt}). The library's "
+                f"head costs {lib_head:.2f} ms in {dt} and {o_head:.2f} ms in {od}. The whole library step "
+                f"takes {gram:.2f} ms in {dt} and {med[other]:.2f} ms in {od} (paired "
+                f"{paired['GRAM']:.2f}x vs {paired[other]:.2f}x GAN). In float32, with the hand-written "
+                f"gradient and no fallback (`spd_solve_plain`), the head takes {p_head:.2f} ms. With "
+                f"the plain prior draw as well, the whole step takes **{f32_all:.2f} ms: "
+                f"{f32_all / gan:.2f}x GAN, paired {paired[roles['f32_all']]:.2f}x**. float64 is there "
+                f"for wide bandwidths (sigma 10 and 100 on MNIST), where float32 rounding of the "
+                f"matmul-form distances rivals eps. On the ring (sigma 1, K = 10) float32 is safe. A "
+                f"per-recipe `gram_dtype` (float32 for the toy recipes) or distances computed in float64 "
+                f"with kernels and solve in float32 would keep both.")
         out.append(
-            f"3. **Draw the codes with `tf.random.stateless_normal`** in `Gaussian.sample` (and `Uniform`) "
-            f"instead of building a TFP `MultivariateNormalDiag` and sampling it in every step: "
-            f"{tfp:.2f} ms vs {plain:.2f} ms per call (both include the "
-            f"{bd['tf.function call overhead (identity)']:.2f} ms call overhead). Whole step with 1, 2 and 3: "
-            f"{allthree:.2f} ms. This changes which codes a given seed draws, so runs would not "
-            f"reproduce earlier runs bit for bit. MMD-net and every model that samples its prior in "
-            f"`train_step` would gain the same.")
-        out.append(
-            f"   **1 + 2 + 3 together**: {allthree:.2f} ms per step, **{allthree / gan:.2f}x GAN** "
-            f"(goal {GOAL}x: {'met' if allthree / gan <= GOAL else 'not met'}; library {ratio:.2f}x).")
-        out.append(
-            f"4. Calling the critic once on `[x; G(z)]` (as the GAN does with its discriminator; only "
-            f"valid without BatchNorm, METHODS.md §2 note 8): the networks' forward + backward goes from "
-            f"{nets:.2f} ms to {nets_cat:.2f} ms, "
+            f"4. Calling the critic once on `[x; G(z)]`, as the GAN does with its discriminator, is only "
+            f"valid without BatchNorm (METHODS.md §2 note 8). The networks' forward + backward goes "
+            f"from {nets:.2f} ms to {nets_cat:.2f} ms: "
             + ("worth doing." if nets_cat < 0.9 * nets else "not worth the special case."))
         out.append(
-            f"5. Floor: one `tf.function` call costs {bd['tf.function call overhead (identity)']:.2f} ms here, "
-            f"and at this size every step is mostly op dispatch (the matrices are small), so op count matters "
-            f"more than FLOPs. `steps_per_execution > 1` in `compile` amortises the per-call Python overhead "
-            f"for all models alike.")
+            f"5. At this size a step is mostly op dispatch: one `tf.function` call costs {call:.2f} ms "
+            f"and the matrices are small, so op count matters more than FLOPs. `steps_per_execution > 1` "
+            f"in `compile` spreads the per-call Python overhead over several steps, for every model alike.")
         out.append("")
-    for item in xla:
-        hidden, batch, med, ratio = item[:4]
+    for it in summary:
+        if not it["jit"]:
+            continue
+        med = it["med"]
         out.append(
-            f"- **Do not turn on XLA for GRAM on CPU.** With `jit_compile=True` (hidden {hidden}, batch {batch}) "
-            f"GRAM takes {med['GRAM']:.2f} ms per step ({ratio:.2f}x GAN at {med['GAN']:.2f} ms), and the "
-            f"hand-written-gradient variant takes {med['GRAM (fast solve)']:.2f} ms (see the XLA rows of "
-            f"the breakdown for the Cholesky and the solve under XLA). DESIGN.md says "
-            f"\"`jit_compile=True` where XLA accepts the ops\"; for GRAM on CPU it should stay off "
-            f"(Keras' `auto` already keeps it off on CPU-only machines).")
+            f"- **Keep XLA off for GRAM on CPU.** With `jit_compile=True` (hidden {it['hidden']}, batch "
+            f"{it['batch']}) GRAM takes {med['GRAM']:.2f} ms per step: {it['ratio']:.2f}x the GAN at "
+            f"{med['GAN']:.2f} ms, which itself changes little under XLA. The breakdown's XLA rows time "
+            f"the Cholesky and the solve under XLA. DESIGN.md says \"`jit_compile=True` where XLA "
+            f"accepts the ops\". XLA accepts GRAM's ops, but on CPU it is slower, so it should stay "
+            f"off; Keras' `auto` already keeps it off on CPU-only machines.")
     return "\n".join(out) if out else "(profiling skipped)"
 
 
