@@ -47,7 +47,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
@@ -562,7 +561,7 @@ def main(argv=None):
     p.add_argument("--jit", choices=["auto", "on", "off"], default="auto",
                    help="jit_compile for all models: auto (Keras' default: no XLA on CPU), on, off")
     p.add_argument("--dims-steps", type=int, default=None,
-                   help="steps per round (and micro-benchmark calls) for the --dims configurations "
+                   help="steps per round (and micro-benchmark calls) for the --dims and --jit-compare configurations "
                         "(default: a fifth of --steps / --calls; their steps are slower)")
     p.add_argument("--jit-compare", action="store_true",
                    help="also time the first configuration with jit_compile=True (XLA) for all models")
@@ -578,7 +577,7 @@ def main(argv=None):
     configs = [(args.hidden, args.batch, jit, args.steps, args.calls)]
     configs += [(h, b, jit, small, small_calls) for h, b in parse_dims(args.dims)]
     if args.jit_compare:
-        configs.append((args.hidden, args.batch, True, args.steps, args.calls))
+        configs.append((args.hidden, args.batch, True, small, small_calls))
     command = "python bench/step_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     sections, summary = [], []
@@ -654,7 +653,7 @@ def main(argv=None):
              f"`steps_per_execution=1`), on `Dataset.from_tensors(batch).repeat()`, so there are no "
              f"input-pipeline threads competing for the 2 cores and no callbacks or progress bar. "
              f"{args.rounds} rounds, each timing {args.steps} steps of every model in rotating order "
-             f"(fewer for the larger `--dims` configurations, as noted there). The tables give the "
+             f"(fewer for the `--dims` and XLA configurations, as noted there). The tables give the "
              f"median over rounds and two ratios to the GAN: the ratio of the medians, and the median "
              f"of the per-round ratios, which pairs models timed seconds apart and is the more robust "
              f"figure on a noisy machine.",
@@ -753,10 +752,12 @@ def suggest(summary) -> str:
             f"valid without BatchNorm (METHODS.md §2 note 8). The networks' forward + backward goes "
             f"from {nets:.2f} ms to {nets_cat:.2f} ms: "
             + ("worth doing." if nets_cat < 0.9 * nets else "not worth the special case."))
-        out.append(
-            f"5. At this size a step is mostly op dispatch: one `tf.function` call costs {call:.2f} ms "
-            f"and the matrices are small, so op count matters more than FLOPs. `steps_per_execution > 1` "
-            f"in `compile` spreads the per-call Python overhead over several steps, for every model alike.")
+        if call > 0.05 * gram:
+            out.append(
+                f"5. At this size a step is mostly op dispatch: one `tf.function` call costs {call:.2f} ms "
+                f"and the matrices are small, so op count matters more than FLOPs. `steps_per_execution > 1` "
+                f"in `compile` spreads the per-call Python overhead over several steps, for every model "
+                f"alike.")
         out.append("")
     for it in summary:
         if not it["jit"]:
