@@ -146,7 +146,8 @@ class Trainer:
         if initial_epoch < self.epochs:
             self.history = model.fit(self.dataset(initial_step), epochs=self.epochs,
                                      steps_per_epoch=self.spe, initial_epoch=initial_epoch,
-                                     callbacks=self._callbacks(manager), verbose=self.verbose).history
+                                     callbacks=self._callbacks(manager), verbose=self.verbose,
+                                     shuffle=False).history  # the dataset shuffles itself
         self.train_seconds = time.time() - t0
         self.finish()
         return model
