@@ -121,10 +121,11 @@ def run_one(recipe) -> dict:
     stats = tfgen.metrics.toy_mode_stats(samples, recipe.dataset)
     losses_finite = all(np.all(np.isfinite(v)) for v in hist.values())
     steps_done = int(model.optimizer.iterations.numpy())
+    gram_dtype = getattr(model, "gram_dtype", None)
     del model
     keras.backend.clear_session()
     return dict(stats=stats, samples=samples, train_s=train_s, losses_finite=bool(losses_finite),
-                steps_done=steps_done, last_logs={k: float(v[-1]) for k, v in hist.items()})
+                steps_done=steps_done, gram_dtype=gram_dtype, last_logs={k: float(v[-1]) for k, v in hist.items()})
 
 
 def references() -> dict:
@@ -191,7 +192,9 @@ def markdown(args, results, settings, wall_s, figure_rel, command) -> str:
         "- models: the `gram-ring8` / `mmd-net-ring8` recipes with "
         "`recipe.replace(latent_dim=h, generator=..., critic=..., seed=...)`, everything else as the "
         "recipe has it (GRAM: Adam 1e-3, beta1 0.5, sigma 1, K 10; MMD-net: RMSprop 1e-3, sigma 1; "
-        "batch 200, z ~ N(0, I)).",
+        "batch 200, z ~ N(0, I))"
+        + "".join(f"; GRAM's Gram matrices and ratio solve in {d} (the library's `gram_dtype` default)"
+                  for d in sorted({r["gram_dtype"] for r in results if r.get("gram_dtype")})) + ".",
         f"- budget: {results[0]['steps_done'] if results else '?'} optimizer steps per run "
         f"(`--steps`; the recipes' default is 4000), `model.fit(ds, steps_per_epoch=..., epochs=..., "
         f"verbose=0)`.",

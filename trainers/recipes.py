@@ -138,11 +138,14 @@ _MNIST_G = NetworkSpec("mlp", (600, 600, 800), activation="relu", output_activat
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("gram-ring8", "gram", "ring8", batch_size=200, steps=4000, latent_dim=20,
-           critic_dim=10, model_options={"bandwidths": [1.0]}, optimizer=_ADAM_HALF,
+           critic_dim=10, model_options={"bandwidths": [1.0], "gram_dtype": "float32"},
+           optimizer=_ADAM_HALF,
            sample_every=10, **_RING_NETS,
            source="GRAM App. A.1 and GRAM.jl Hyper.toml: ring of 8 (radius 2, std 0.2), "
                   "z~N(0,I) 20-d, G and f 100-100 ReLU, K=10, Adam 1e-3 beta1 0.5, sigma 1, "
-                  "batch 200. The paper trains 2000 epochs; 4000 steps suffice on CPU (see card)."),
+                  "batch 200. The paper trains 2000 epochs; 4000 steps suffice on CPU (see card). "
+                  "Float32 Gram matrices: 2-d features with sigma 1 are well conditioned, and "
+                  "float32 makes the step ~20% cheaper (bench/step_cost.py)."),
     Recipe("mmd-net-ring8", "mmd_net", "ring8", batch_size=200, steps=4000, latent_dim=20,
            model_options={"bandwidths": [1.0]}, optimizer=OptimizerSpec("rmsprop", 1e-3),
            generator=NetworkSpec("mlp", (100, 100)), sample_every=10,
@@ -173,7 +176,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            prior="uniform", prior_options={"low": -1.0, "high": 1.0},
            generator=NetworkSpec("mlp", (128, 128), output_activation="sigmoid"),
            critic=NetworkSpec("mlp", (128, 128)), critic_dim=16,
-           model_options={"bandwidths": [0.1, 1.0, 10.0], "clip_ratio": True}, optimizer=_ADAM_HALF,
+           model_options={"bandwidths": [0.1, 1.0, 10.0], "clip_ratio": True, "gram_dtype": "float32"},
+           optimizer=_ADAM_HALF,
            steps_per_epoch=100, sample_every=10,
            source="Demo-sized GRAM on scikit-learn's 8x8 digits (no download): MLP G and f, "
                   "the MNIST recipe's optimiser and kernel family, clip_ratio (JuliaGRAM's "

@@ -306,3 +306,30 @@ def test_pearson_divergence_against_numpy_random():
 def test_pearson_divergence_unknown_positivity_raises():
     with pytest.raises(ValueError, match="positivity"):
         pearson_divergence(tf.constant(R), positivity="clip")
+
+
+# --- the hand-written gradient of the SPD solve ---------------------------------------
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float32])
+def test_spd_solve_gradient_matches_autodiff_of_a_general_solve(dtype):
+    """spd_solve's custom gradient equals TF's autodiff through tf.linalg.solve,
+    for a symmetric A built from M (so both see the same function of M), batched."""
+    from tfgen.ops.density_ratio import spd_solve
+
+    rng = np.random.default_rng(3)
+    m = tf.constant(rng.normal(size=(2, 6, 6)), dtype)
+    b = tf.constant(rng.normal(size=(2, 6, 1)), dtype)
+    w = tf.constant(rng.normal(size=(2, 6, 1)), dtype)
+
+    def loss(solve):
+        with tf.GradientTape() as tape:
+            tape.watch([m, b])
+            a = tf.matmul(m, m, transpose_b=True) + 0.5 * tf.eye(6, dtype=dtype)
+            out = tf.reduce_sum(w * solve(a, b))
+        return out, tape.gradient(out, [m, b])
+
+    v1, (gm1, gb1) = loss(spd_solve)
+    v2, (gm2, gb2) = loss(tf.linalg.solve)
+    tol = 1e-10 if dtype == tf.float64 else 2e-4
+    np.testing.assert_allclose(v1, v2, rtol=tol)
+    np.testing.assert_allclose(gm1, gm2, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gb1, gb2, rtol=tol, atol=tol)
