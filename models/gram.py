@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfgen.models.base import GenerativeModel
-from tfgen.models.mmd_net import _check_bandwidths, _flat, kernel_bandwidths, stacked_kernels
+from tfgen.models.mmd_net import _check_bandwidths, _flat, kernel_bandwidths
 from tfgen import ops
 from tfgen.ops.density_ratio import POSITIVITY
 
@@ -110,9 +110,9 @@ class GRAM(GenerativeModel):
         sq_qq, sq_qp = ops.pairwise_sq_distances(q), ops.pairwise_sq_distances(q, p)
         sq_pp = ops.pairwise_sq_distances(p)
         bw = kernel_bandwidths(self.bandwidths, sq_pp, sq_qp, sq_qq)
-        k_qq = stacked_kernels(sq_qq, bw, self.parameterization)
-        k_qp = stacked_kernels(sq_qp, bw, self.parameterization)
-        k_pp = stacked_kernels(sq_pp, bw, self.parameterization)
+        k_qq = ops.gaussian_kernels(sq_qq, bw, self.parameterization)
+        k_qp = ops.gaussian_kernels(sq_qp, bw, self.parameterization)
+        k_pp = ops.gaussian_kernels(sq_pp, bw, self.parameterization)
         r = tf.reduce_mean(ops.density_ratio(k_qq, k_qp, eps=self.eps), axis=0)
         if self.clip_ratio:
             r = tf.clip_by_value(r, 0.0, 1e9)

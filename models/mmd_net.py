@@ -35,12 +35,6 @@ def kernel_bandwidths(bandwidths, sq_pp, sq_pq, sq_qq):
     return tf.constant(bandwidths, sq_pp.dtype)
 
 
-def stacked_kernels(sq, bandwidths, parameterization):
-    """``(S, N, M)`` Gaussian kernels for a bandwidth tensor (see ``tfgen.ops.kernels``)."""
-    gamma = ops.gamma_from_bandwidth(bandwidths, parameterization)
-    return tf.exp(-gamma[:, None, None] * sq[None])
-
-
 def _check_bandwidths(bandwidths):
     if bandwidths is None or bandwidths == "median":
         return None
@@ -88,7 +82,7 @@ class MMDNet(GenerativeModel):
             sq_pp, sq_qq = ops.pairwise_sq_distances(p), ops.pairwise_sq_distances(q)
             sq_pq = ops.pairwise_sq_distances(p, q)
             bw = kernel_bandwidths(self.bandwidths, sq_pp, sq_pq, sq_qq)
-            k = [tf.reduce_sum(stacked_kernels(s, bw, self.parameterization), 0)
+            k = [tf.reduce_sum(ops.gaussian_kernels(s, bw, self.parameterization), 0)
                  for s in (sq_pp, sq_pq, sq_qq)]
             mmd2 = ops.mmd2_from_kernels(*k, estimator=self.estimator)
             loss = tf.sqrt(tf.maximum(mmd2, 1e-12)) if self.loss_name == "mmd" else mmd2

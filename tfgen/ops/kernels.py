@@ -18,8 +18,6 @@ PARAMETERIZATIONS = ("std", "variance", "gamma")
 
 
 def _as_bandwidths(bandwidths) -> list[float]:
-    if isinstance(bandwidths, tf.Tensor):
-        bandwidths = bandwidths.numpy().reshape(-1).tolist()
     if isinstance(bandwidths, (int, float)) or getattr(bandwidths, "ndim", None) == 0:
         bandwidths = [bandwidths]
     bandwidths = [float(b) for b in bandwidths]
@@ -60,11 +58,16 @@ def gaussian_kernels(sq_distances, bandwidths: Sequence[float] | float,
     """Stacked kernels ``(S, N, M)``, one slice per bandwidth.
 
     Kept separate (not summed) because GRAM averages density ratios over
-    bandwidths while MMD sums over them.
+    bandwidths while MMD sums over them. ``bandwidths`` may also be a 1-D
+    tensor (e.g. a median heuristic computed in the graph); it is then
+    taken as it is, without the Python-side validation.
     """
     sq_distances = tf.convert_to_tensor(sq_distances)
-    bws = _as_bandwidths(bandwidths)
-    gammas = gamma_from_bandwidth(tf.constant(bws, sq_distances.dtype), parameterization)
+    if isinstance(bandwidths, tf.Tensor):
+        bws = tf.reshape(tf.cast(bandwidths, sq_distances.dtype), [-1])
+    else:
+        bws = tf.constant(_as_bandwidths(bandwidths), sq_distances.dtype)
+    gammas = gamma_from_bandwidth(bws, parameterization)
     return tf.exp(-gammas[:, None, None] * sq_distances[None])
 
 
