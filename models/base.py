@@ -16,7 +16,6 @@ at the same global batch (tested in ``tests/harness.py``).
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfgen.distributions import Prior
@@ -151,10 +150,3 @@ class GenerativeModel(keras.Model):
         from tfgen.export import export_model
 
         return export_model(self, path, overwrite=overwrite, max_samples=max_samples)
-
-    def count_params_by_network(self) -> dict[str, int]:
-        out = {}
-        for key in self._keras_args:
-            obj = getattr(self, key)
-            out[key] = int(sum(np.prod(w.shape) for w in obj.weights))
-        return out
