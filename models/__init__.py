@@ -4,5 +4,6 @@ from tfgen.models import networks
 from tfgen.models.base import GenerativeModel
 from tfgen.models.gram import GRAM
 from tfgen.models.mmd_net import MMDNet
+from tfgen.models.sgn import SGN
 
-__all__ = ["GRAM", "GenerativeModel", "MMDNet", "networks"]
+__all__ = ["GRAM", "GenerativeModel", "MMDNet", "SGN", "networks"]

@@ -16,10 +16,12 @@ def optimizers_of(model) -> dict:
 
 
 def checkpoint_for(model) -> tf.train.Checkpoint:
-    """A ``tf.train.Checkpoint`` of the model and all its optimizers.
+    """A ``tf.train.Checkpoint`` of the model, all its optimizers and its extra state.
 
     The step counters live in the optimizers, and the models draw their
     per-step randomness from them, so a restored run continues with the very
     codes an uninterrupted run would have drawn.
     """
-    return tf.train.Checkpoint(model=model, **optimizers_of(model))
+    # state a model keeps outside its Keras weights (SGN's candidate index)
+    extra = model.checkpoint_state() if hasattr(model, "checkpoint_state") else {}
+    return tf.train.Checkpoint(model=model, **optimizers_of(model), **extra)
