@@ -67,3 +67,17 @@ def test_errors_are_one_clear_line(capsys, argv, message, tmp_path, monkeypatch)
 def test_bad_output_name(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "sample", "gram-ring8", "-n", "4", "--out", str(tmp_path / "x.jpg"))
     assert code == 2
+
+
+def test_sgn_digits_and_latent_interpolation(tmp_path, capsys):
+    run_dir = tmp_path / "sgn"
+    code, out, err = run(capsys, "train", "sgn-digits", "--steps", "20", "--out", str(run_dir))
+    assert code == 0, err
+    assert "mmd2_vs_test" in out
+    png = tmp_path / "interp.png"
+    code, _, err = run(capsys, "sample", str(run_dir), "-n", "1", "--interpolate", "3", "--steps", "5",
+                       "--out", str(png))
+    assert code == 0, err
+    assert png.stat().st_size > 1000
+    code, _, err = run(capsys, "sample", str(run_dir), "--interpolate", "3", "--out", str(tmp_path / "i.npy"))
+    assert code == 2 and "must end in .png" in err

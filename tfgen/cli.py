@@ -2,7 +2,7 @@
 
     tfgen recipes                         list the named recipes
     tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S]
-    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S]
+    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS]
     tfgen export RUN DIR [--overwrite]
     tfgen evaluate MODEL [--dataset NAME]
     tfgen zoo list | tfgen zoo publish RUN NAME
@@ -88,6 +88,14 @@ def cmd_sample(args):
 
     if args.n <= 0:
         raise ValueError(f"-n must be positive, got {args.n}")
+    if args.interpolate is not None:
+        if not args.out.endswith(".png"):
+            raise ValueError(f"--interpolate draws a picture: --out must end in .png, got {args.out!r}")
+        model, source = _load_any(args.model, need_keras=True)
+        plotting.latent_interpolation(model, args.out, rows=args.interpolate, steps=args.steps,
+                                      seed=args.seed, title=f"{source}: latent interpolation")
+        print(f"wrote {args.out}")
+        return
     model, source = _load_any(args.model)
     x = np.asarray(model.sample(args.n, seed=args.seed))
     out = args.out
@@ -164,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=64)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--interpolate", type=int, metavar="ROWS",
+                   help="instead of samples, ROWS lines between pairs of codes (SGN Fig. 3c)")
+    s.add_argument("--steps", type=int, default=10, help="images per interpolation row")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("export", help="export a run's model.keras as a SavedModel")

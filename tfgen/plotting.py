@@ -94,3 +94,30 @@ def _save(fig, path):
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def interpolation_codes(prior, rows: int = 8, steps: int = 10, seed: int = 0):
+    """Codes on straight lines between pairs of prior draws: ``(rows * steps, dim)``,
+    row ``r`` going from ``z0_r`` (t = 0) to ``z1_r`` (t = 1) in ``steps`` points."""
+    import tensorflow as tf
+
+    if rows < 1 or steps < 2:
+        raise ValueError(f"need rows >= 1 and steps >= 2, got rows={rows}, steps={steps}")
+    z0 = prior.sample(rows, seed=seed)
+    z1 = prior.sample(rows, seed=seed + 1)
+    t = tf.reshape(tf.linspace(0.0, 1.0, steps), [1, steps, 1])
+    z = (1.0 - t) * z0[:, None, :] + t * z1[:, None, :]
+    return tf.reshape(z, [rows * steps, -1])
+
+
+def latent_interpolation(model, path, *, rows: int = 8, steps: int = 10, seed: int = 0,
+                         title: str | None = None) -> str:
+    """The SGN paper's Figure 3c for any image model with a ``prior``: each row
+    decodes codes on the straight line between two prior draws. Returns the path."""
+    if not hasattr(model, "prior"):
+        raise ValueError("latent interpolation needs a Keras model with a prior "
+                         "(load it with format='keras'), not a bare SavedModel")
+    images = np.asarray(model.generate(interpolation_codes(model.prior, rows, steps, seed)))
+    if images.ndim != 4:
+        raise ValueError(f"latent interpolation draws images; this model generates shape {images.shape[1:]}")
+    return image_grid(images, path, ncols=steps, title=title)

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from tfgen import distributions
-from tfgen.models import GRAM, MMDNet, networks
+from tfgen.models import GRAM, MMDNet, SGN, networks
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,12 @@ class Recipe:
     """One experiment: data, model, optimisation, length, seed."""
 
     name: str
-    method: str                      # "gram" | "mmd_net"
+    method: str                      # "gram" | "mmd_net" | "sgn"
     dataset: str
     batch_size: int
     steps: int                       # total optimizer steps
     latent_dim: int
-    prior: str = "gaussian"          # "gaussian" | "uniform"
+    prior: str = "gaussian"          # "gaussian" | "uniform" | "binary_mixture"
     prior_options: dict = field(default_factory=dict)
     generator: NetworkSpec = NetworkSpec()
     critic: NetworkSpec | None = None
@@ -81,6 +81,7 @@ class Recipe:
     optimizer: OptimizerSpec = OptimizerSpec()
     critic_optimizer: OptimizerSpec | None = None
     dataset_options: dict = field(default_factory=dict)
+    train_split: str = "train"       # e.g. "train[:55000]" to hold out validation images
     steps_per_epoch: int = 100       # the logging / checkpoint / picture period
     sample_every: int = 5            # epochs between sample pictures
     seed: int = 0
@@ -109,7 +110,9 @@ def build_prior(recipe: Recipe) -> distributions.Prior:
         return distributions.Gaussian(recipe.latent_dim, **recipe.prior_options)
     if recipe.prior == "uniform":
         return distributions.Uniform(recipe.latent_dim, **recipe.prior_options)
-    raise ValueError(f"unknown prior {recipe.prior!r}; expected 'gaussian' or 'uniform'")
+    if recipe.prior == "binary_mixture":
+        return distributions.BinaryMeanMixture(recipe.latent_dim, **recipe.prior_options)
+    raise ValueError(f"unknown prior {recipe.prior!r}; expected 'gaussian', 'uniform' or 'binary_mixture'")
 
 
 def build_model(recipe: Recipe, data_shape) -> keras.Model:
@@ -126,6 +129,9 @@ def build_model(recipe: Recipe, data_shape) -> keras.Model:
     elif recipe.method == "mmd_net":
         model = MMDNet(generator, prior, seed=recipe.seed, **recipe.model_options)
         model.compile(optimizer=recipe.optimizer.build())
+    elif recipe.method == "sgn":
+        model = SGN(generator, prior, seed=recipe.seed, **recipe.model_options)
+        model.compile(optimizer=recipe.optimizer.build())
     else:
         raise ValueError(f"unknown method {recipe.method!r}")
     return model
@@ -136,7 +142,43 @@ _RING_NETS = dict(generator=NetworkSpec("mlp", (100, 100)), critic=NetworkSpec("
 _MNIST_G = NetworkSpec("mlp", (600, 600, 800), activation="relu", output_activation="sigmoid",
                        batch_norm=True)
 
+_SGN_G = NetworkSpec("mlp", (300,), activation="scaled_tanh", output_activation="sigmoid")
+_SGN_SOURCE = ("SGN §3: G 100-300 (5 tanh)-784, sigmoid output (METHODS.md §1 rec.; unstated in the "
+               "paper), k = 1, exact search, fresh pool every step, N = B = {n}, SGD 0.2 on the "
+               "gradient divided by its global norm; {prior}. The paper trains ~2000 epochs; the "
+               "last 5000 training images are held out as the li2015 Parzen validation set.")
+
+
+def _sgn_mnist(name, prior, prior_options, pool_size, prior_text, **model_options):
+    n = pool_size
+    return Recipe(name, "sgn", "mnist", batch_size=1000, steps=2000 * 55, latent_dim=100,
+                  prior=prior, prior_options=prior_options, generator=_SGN_G,
+                  model_options={"pool_size": pool_size, "k": 1, **model_options},
+                  optimizer=OptimizerSpec("sgd", 0.2), train_split="train[:55000]",
+                  steps_per_epoch=55, sample_every=50,
+                  source=_SGN_SOURCE.format(n=n, prior=prior_text)
+                  + (f" Candidate search: {model_options}." if model_options else ""))
+
+
+_U01 = {"low": 0.0, "high": 1.0}
+_GM32 = {"n_components": 32, "scale": 0.1}
+_U_TEXT = "z ~ U[0,1]^100"
+_GM_TEXT = "z ~ GM of 32 components, binary means in {0,1}^100 drawn at setup, sigma 0.1"
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    _sgn_mnist("sgn-mnist-uniform", "uniform", _U01, 1000, _U_TEXT),
+    _sgn_mnist("sgn-mnist-gm", "binary_mixture", _GM32, 1000, _GM_TEXT),
+    _sgn_mnist("sgn-mnist-uniform-n5000", "uniform", _U01, 5000, _U_TEXT),
+    _sgn_mnist("sgn-mnist-gm-n5000", "binary_mixture", _GM32, 5000, _GM_TEXT),
+    _sgn_mnist("sgn-mnist-uniform-n5000-candidates", "uniform", _U01, 5000, _U_TEXT,
+               search="candidates", candidates=10, projection_dim=64, refresh_every=10),
+    Recipe("sgn-digits", "sgn", "digits", batch_size=500, steps=3000, latent_dim=100,
+           prior="uniform", prior_options=_U01,
+           generator=NetworkSpec("mlp", (300,), activation="scaled_tanh", output_activation="sigmoid"),
+           model_options={"pool_size": 1000, "k": 1}, optimizer=OptimizerSpec("sgd", 0.2),
+           steps_per_epoch=100, sample_every=10,
+           source="Demo-sized SGN on scikit-learn's 8x8 digits: the MNIST recipe's network "
+                  "(100-300 5tanh, sigmoid), source, k and optimiser; N = 1000, B = 500."),
     Recipe("gram-ring8", "gram", "ring8", batch_size=200, steps=4000, latent_dim=20,
            critic_dim=10, model_options={"bandwidths": [1.0], "gram_dtype": "float32"},
            optimizer=_ADAM_HALF,

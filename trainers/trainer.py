@@ -99,7 +99,7 @@ class Trainer:
         if self._array is not None:
             ds = tfgen.data.from_array(self._array, r.batch_size, seed=r.seed, repeat=True)
         else:
-            ds = tfgen.data.load(r.dataset, "train", r.batch_size, seed=r.seed, repeat=True,
+            ds = tfgen.data.load(r.dataset, r.train_split, r.batch_size, seed=r.seed, repeat=True,
                                  data_dir=self.data_dir, **r.dataset_options)
         # Batches already consumed by a resumed run are skipped, so the data
         # order continues as in an uninterrupted run.
