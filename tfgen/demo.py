@@ -1,7 +1,7 @@
 """``make demo`` / ``tfgen demo``: the main job on built-in data only.
 
-Trains GRAM and MMD-net on the ring of 8 and GRAM on scikit-learn's 8x8
-digits, writes their pictures and a ``metrics.json``, exports a SavedModel,
+Trains GRAM and MMD-net on the ring of 8 and GRAM and SGN on scikit-learn's
+8x8 digits, writes their pictures and a ``metrics.json``, exports a SavedModel,
 reloads it with ``tfgen.load`` and samples from it. A few minutes on 2 cores.
 """
 
@@ -24,7 +24,7 @@ def run_demo(out: str = "outputs/demo", *, quick: bool = False) -> dict:
         shutil.rmtree(out)  # a demo starts fresh; it never resumes an old run
     os.makedirs(out)
     plan = [("gram-ring8", 300 if quick else 3000), ("mmd-net-ring8", 300 if quick else 3000),
-            ("gram-digits", 300 if quick else 6000)]
+            ("gram-digits", 300 if quick else 6000), ("sgn-digits", 100 if quick else 3000)]
     report = {"quick": quick, "runs": {}}
     t_start = time.time()
     for recipe, steps in plan:
@@ -45,6 +45,10 @@ def run_demo(out: str = "outputs/demo", *, quick: bool = False) -> dict:
                         title="gram-digits: 64 samples from the reloaded SavedModel")
     report["export"] = {"path": os.path.join(run_dir, "saved_model"),
                         "max_abs_diff_export_vs_keras": float(np.max(np.abs(a - b)))}
+    # SGN paper Fig. 3c: straight lines between pairs of codes
+    plotting.latent_interpolation(tfgen.load(os.path.join(out, "sgn-digits"), format="keras"),
+                                  os.path.join(out, "sgn-digits-interpolation.png"), rows=6, steps=10,
+                                  title="sgn-digits: latent interpolation")
     report["total_seconds"] = round(time.time() - t_start, 1)
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(report, f, indent=1)
