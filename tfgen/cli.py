@@ -4,7 +4,8 @@
     tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S]
     tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS]
     tfgen export RUN DIR [--overwrite]
-    tfgen evaluate MODEL [--dataset NAME]
+    tfgen evaluate MODEL [--dataset NAME] [--metric parzen [--protocol li2015|goodfellow2014]]
+    tfgen evaluate --real --dataset mnist --metric parzen   (the Parzen ceiling: real images)
     tfgen zoo list | tfgen zoo publish RUN NAME
     tfgen demo [--out outputs/demo]
 
@@ -117,12 +118,41 @@ def cmd_export(args):
     print(f"wrote {args.dir}")
 
 
-def cmd_evaluate(args):
-    from tfgen.trainers import evaluate
+def _train_split_of(model_arg: str) -> str | None:
+    path = pathlib.Path(model_arg)
+    for candidate in (path / "recipe.json", path.parent / "recipe.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text()).get("train_split", "train")
+    try:
+        import tfgen
 
-    dataset = args.dataset or _dataset_of(args.model)
+        return tfgen.zoo.card(model_arg)["recipe"].get("train_split", "train")
+    except Exception:
+        return None
+
+
+def cmd_evaluate(args):
+    from tfgen.trainers.evaluate import evaluate, parzen
+
+    if args.real and args.model:
+        raise ValueError("pass a model or --real, not both")
+    if not args.real and not args.model:
+        raise ValueError("pass a model (zoo name, run dir, export dir or .keras file), or --real")
+    dataset = args.dataset or (None if args.real else _dataset_of(args.model))
     if dataset is None:
         raise ValueError("cannot tell the dataset of this model; pass --dataset")
+    if args.metric == "parzen":
+        model = None if args.real else _load_any(args.model)[0]
+        train_split = None if args.real else _train_split_of(args.model)
+        result = parzen(model, dataset, protocol=args.protocol, train_split=train_split,
+                                 data_dir=args.data_dir, seed=args.seed, progress=True)
+        if result["validation_held_out"] is False:
+            print("warning: the validation images were part of this model's training split; "
+                  "the bandwidth choice favours memorisation", file=sys.stderr)
+        print(json.dumps(result, indent=1))
+        return
+    if args.real:
+        raise ValueError("--real is only for --metric parzen")
     model, _ = _load_any(args.model)
     print(json.dumps(evaluate(model, dataset, seed=args.seed, data_dir=args.data_dir), indent=1))
 
@@ -184,7 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("evaluate", help="evaluate a model on its dataset")
-    v.add_argument("model")
+    v.add_argument("model", nargs="?", help="zoo name, run dir, export dir or .keras file")
+    v.add_argument("--metric", default="default", choices=["default", "parzen"],
+                   help="default: the run's own metric (modes, or MMD vs test); parzen: "
+                        "Parzen-window log-likelihood of the test split")
+    v.add_argument("--protocol", default="li2015", choices=["li2015", "goodfellow2014"])
+    v.add_argument("--real", action="store_true",
+                   help="with --metric parzen: score real training images (the metric's ceiling)")
     v.add_argument("--dataset")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--data-dir")

@@ -1,0 +1,69 @@
+"""``tfgen.trainers.evaluate.parzen``: the protocol's wiring (validation split,
+held-out check, real-image ceiling), on the 8x8 digits with a tiny protocol."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import tfgen
+from tfgen import cli
+from tfgen.metrics import parzen as pz
+# the module, not the function of the same name that tfgen.trainers exports
+evaluate = importlib.import_module("tfgen.trainers.evaluate")
+
+
+class FixedSamples:
+    """A stand-in model whose samples are given images."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def sample(self, n, seed=0):
+        return self.images[:n]
+
+
+@pytest.fixture
+def tiny_protocol(monkeypatch):
+    proto = pz.Protocol(n_samples=300, sigmas=(0.2, 0.4, 0.8), n_validation=100, name="li2015")
+    monkeypatch.setitem(pz.PROTOCOLS, "li2015", proto)
+    monkeypatch.setitem(evaluate.PARZEN_VALIDATION, "li2015", "train[1400:]")
+    return proto
+
+
+def test_parzen_uses_the_protocol_splits(tiny_protocol):
+    train = tfgen.data.load_numpy("digits", "train")
+    test = tfgen.data.load_numpy("digits", "test")
+    model = FixedSamples(train[:300])
+    result = evaluate.parzen(model, "digits", train_split="train[:1400]")
+    # the same numbers by hand: sigma chosen on train[1400:1500], test LL at it
+    val = train[1400:1500]
+    _, curve = pz.select_bandwidth(train[:300], val, tiny_protocol.sigmas)
+    best = max(curve, key=curve.get)
+    expected = pz.parzen_log_likelihood(train[:300], test, best)
+    assert result["sigma"] == best
+    np.testing.assert_allclose(result["mean"], expected["mean"], rtol=1e-9)
+    assert result["validation_held_out"] is True and result["validation_split"] == "train[1400:]"
+    assert evaluate.parzen(model, "digits", train_split="train")["validation_held_out"] is False
+
+
+def test_real_images_ceiling(tiny_protocol):
+    train = tfgen.data.load_numpy("digits", "train")
+    real = evaluate.parzen(None, "digits")
+    direct = evaluate.parzen(FixedSamples(train[:300]), "digits")
+    assert real["samples"] == "real training images"
+    np.testing.assert_allclose(real["mean"], direct["mean"], rtol=1e-12)
+
+
+def test_parzen_errors(tiny_protocol):
+    with pytest.raises(ValueError, match="unknown Parzen protocol"):
+        evaluate.parzen(None, "digits", protocol="theis2016")
+    with pytest.raises(ValueError, match="image data"):
+        evaluate.parzen(None, "ring8")
+
+
+def test_cli_parzen_arguments(capsys):
+    assert cli.main(["evaluate", "--metric", "parzen"]) == 2
+    assert "or --real" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--real", "--dataset", "digits"]) == 2
+    assert "only for --metric parzen" in capsys.readouterr().err
