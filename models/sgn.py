@@ -181,21 +181,15 @@ class SGN(GenerativeModel):
             return self._generate(codes)
         share = self.pool_size // n
         start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * share
-        return self._gather(self._generate(codes[start:start + share]))
+        pool = self._gather(self._generate(codes[start:start + share]))
+        return tf.ensure_shape(pool, [self.pool_size, self.data_dim])
 
     def _kth_nearest(self, queries, database):
-        """Index of the k-th nearest row of ``database`` for each query (exact,
-        matmul form, query blocks of ``chunk_size``: memory ``chunk_size x N``)."""
-        k = self.k
-
-        def block(q):
-            d = ops.pairwise_sq_distances(q, database)
-            if k == 1:
-                return tf.argmin(d, axis=1, output_type=tf.int32)
-            return tf.math.top_k(-d, k=k).indices[:, k - 1]
-
-        # (a dynamic batch makes the chunk loop a while_loop of unknown rank)
-        return tf.reshape(ops.chunked_row_reduce(block, queries, self.chunk_size), [-1])
+        """Index of the k-th nearest row of ``database`` for each query: exact
+        search through ``tfgen.ops.knn`` (matmul form, query blocks of
+        ``chunk_size``, so memory is ``chunk_size x N``)."""
+        indices, _ = ops.ExactKNN(self.chunk_size).fit(database).search(queries, self.k)
+        return indices[:, self.k - 1]
 
     def _rho(self, x_global):
         """``||x_n - x_i||^2`` with ``x_n`` the k-th neighbour of ``x_i`` in the

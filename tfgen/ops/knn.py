@@ -67,6 +67,10 @@ def _check_k(k, n_database: int, exclude_self: bool) -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise ValueError(f"k must be a positive integer, got {k!r}")
     k = int(k)
+    if n_database is None:  # inside a trace with an unknown database size: checked at run time
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        return k
     limit = n_database - 1 if exclude_self else n_database
     if not 1 <= k <= limit:
         what = (f"the database size minus one ({n_database} - 1 = {limit}), since exclude_self "
@@ -78,18 +82,18 @@ def _check_k(k, n_database: int, exclude_self: bool) -> int:
 
 def _check_queries(queries, n_database: int, d: int, exclude_self: bool) -> tf.Tensor:
     q = _as_rows(queries, "queries")
-    if q.shape[1] is not None and q.shape[1] != d:
+    if None not in (q.shape[1], d) and q.shape[1] != d:
         raise ValueError(f"queries have {q.shape[1]} features per point but the database has {d}")
-    if exclude_self and q.shape[0] is not None and q.shape[0] != n_database:
+    if exclude_self and None not in (q.shape[0], n_database) and q.shape[0] != n_database:
         raise ValueError("exclude_self=True means the queries are the database itself (same "
                          f"points, same order), but got {q.shape[0]} queries for a database of "
                          f"{n_database} points")
     return q
 
 
-def _check_database(database) -> tf.Tensor:
+def _check_database(database, allow_unknown_rows: bool = False) -> tf.Tensor:
     db = _as_rows(database, "database")
-    if db.shape[0] is None:
+    if db.shape[0] is None and not allow_unknown_rows:
         raise ValueError("database must have a known number of rows")
     if db.shape[0] == 0:
         raise ValueError("database is empty: fit needs at least one point")
@@ -112,11 +116,16 @@ def _exact_block(q, database, k, offset, exclude_self):
     the signature), so a search costs one trace per process, not one per call.
     """
     d = pairwise_sq_distances(q, database)  # matmul form, clamped at 0
-    rows = tf.range(tf.shape(q)[0]) + offset
-    own = tf.equal(rows[:, None], tf.range(tf.shape(database)[0])[None, :])
-    # +inf, not a large number: a point can never be its own neighbour, even
-    # when every other distance is huge.
-    d = tf.where(tf.logical_and(exclude_self, own), tf.constant(np.inf, tf.float32), d)
+
+    def without_self():
+        rows = tf.range(tf.shape(q)[0]) + offset
+        own = tf.equal(rows[:, None], tf.range(tf.shape(database)[0])[None, :])
+        # +inf, not a large number: a point can never be its own neighbour,
+        # even when every other distance is huge.
+        return tf.where(own, tf.constant(np.inf, tf.float32), d)
+
+    # a cond, so the plain search (SGN's hot path) skips two passes over Q x N
+    d = tf.cond(exclude_self, without_self, lambda: d)
     neg, idx = tf.math.top_k(-d, k=k, sorted=True)
     return idx, -neg
 
@@ -143,12 +152,17 @@ class ExactKNN:
 
     def fit(self, database) -> "ExactKNN":
         """Store the database ``(N, d)`` (images ``(N, H, W, C)`` are flattened) as float32."""
-        self.database = _check_database(database)
+        # an unknown row count is fine inside a trace (an all-gathered pool)
+        self.database = _check_database(database, allow_unknown_rows=not tf.executing_eagerly())
         return self
 
     @property
-    def size(self) -> int:
-        return 0 if self.database is None else int(self.database.shape[0])
+    def size(self) -> int | None:
+        """Rows in the database (None inside a trace where the count is unknown)."""
+        if self.database is None:
+            return 0
+        n = self.database.shape[0]
+        return None if n is None else int(n)
 
     def search(self, queries, k: int, exclude_self: bool = False):
         """The ``k`` nearest database points of each query.
@@ -166,7 +180,7 @@ class ExactKNN:
         if self.database is None:
             raise NotFittedError("ExactKNN.search called before fit(database)")
         k = _check_k(k, self.size, exclude_self)
-        q = _check_queries(queries, self.size, int(self.database.shape[1]), exclude_self)
+        q = _check_queries(queries, self.size, self.database.shape[1], exclude_self)
         n_q = q.shape[0]
         if n_q is None:
             return self._search_dynamic(q, k, exclude_self)
