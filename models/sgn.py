@@ -241,7 +241,7 @@ class SGN(GenerativeModel):
 
         def block(qb):
             approx = ops.pairwise_sq_distances(qb, projected) + residual[None, :]
-            return tf.math.top_k(-approx, self.candidates).indices
+            return ops.smallest_k(approx, self.candidates)[1]
 
         cand = tf.reshape(ops.chunked_row_reduce(block, q, self.chunk_size),
                           [-1, self.candidates])                       # (B, C) pool indices

@@ -231,3 +231,18 @@ def test_scann_seed_is_reproducible_and_errors():
     sparse = knn.ScannKNN(num_leaves=50, num_leaves_to_search=1, reorder_k=300).fit(x)
     with pytest.raises(RuntimeError, match="raise num_leaves_to_search"):
         sparse.search(x[:20], 200)
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (640, 10), (1001, 10), (5000, 1), (5000, 7), (3000, 64)])
+def test_smallest_k_matches_a_full_sort(n, k):
+    """The blocked selection (used from n >= 64 k) returns exactly the k smallest
+    entries, tail columns past the last whole block included."""
+    from tfgen.ops.knn import smallest_k
+    rng = np.random.default_rng(n + k)
+    d = rng.normal(size=(33, n)).astype(np.float32)
+    d[0, -1] = -100.0   # the smallest entry of row 0 sits in the tail
+    values, idx = smallest_k(d, k)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(np.sort(idx.numpy(), 1), np.sort(order, 1))
+    np.testing.assert_allclose(values.numpy(), np.take_along_axis(d, order, 1))
+    assert np.all(np.diff(values.numpy(), axis=1) >= 0)
