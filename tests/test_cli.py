@@ -43,8 +43,12 @@ def test_train_sample_export_evaluate_publish(tmp_path, capsys, monkeypatch):
     code, out, _ = run(capsys, "evaluate", str(run_dir))
     assert code == 0 and json.loads(out)["n_modes"] == 8
 
+    (run_dir / "evaluations").mkdir()
+    (run_dir / "evaluations" / "parzen-li2015.json").write_text('{"mean": 1.5}')
     code, out, _ = run(capsys, "zoo", "publish", str(run_dir), "mmd-net-ring8-test", "--command", "tfgen train ...")
     assert code == 0
+    card = json.loads((tmp_path / "zoo" / "mmd-net-ring8-test" / "card.json").read_text())
+    assert card["evaluations"] == {"parzen-li2015": {"mean": 1.5}}
     code, out, _ = run(capsys, "zoo", "list")
     assert "mmd-net-ring8-test" in out and "modes_covered" in out
     code, _, _ = run(capsys, "sample", "mmd-net-ring8-test", "-n", "16", "--out", str(tmp_path / "z.npy"), "--seed", "3")

@@ -150,6 +150,13 @@ def cmd_evaluate(args):
             print("warning: the validation images were part of this model's training split; "
                   "the bandwidth choice favours memorisation", file=sys.stderr)
         print(json.dumps(result, indent=1))
+        run_dir = pathlib.Path(args.model or "")
+        if not args.real and (run_dir / "recipe.json").is_file():
+            # kept with the run, so `tfgen zoo publish` puts it on the card
+            (run_dir / "evaluations").mkdir(exist_ok=True)
+            out = run_dir / "evaluations" / f"parzen-{args.protocol}.json"
+            out.write_text(json.dumps(result, indent=1))
+            print(f"wrote {out}", file=sys.stderr)
         return
     if args.real:
         raise ValueError("--real is only for --metric parzen")

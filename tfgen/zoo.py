@@ -100,8 +100,9 @@ def load_keras(path):
 
 def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -> pathlib.Path:
     """Make a finished run (``Trainer`` output) a zoo entry: copy its export and
-    ``model.keras`` and write ``card.json`` from its ``recipe.json`` and
-    ``metrics.json``. Written beside the destination and renamed into place."""
+    ``model.keras`` and write ``card.json`` from its ``recipe.json``,
+    ``metrics.json`` and ``evaluations/*.json``. Written beside the
+    destination and renamed into place."""
     import shutil
     import tempfile
 
@@ -129,6 +130,13 @@ def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -
                      "train_seconds": metrics.get("train_seconds"),
                      "final_logs": metrics.get("final_logs"), "metrics": metrics.get("metrics"),
                      "command": command, "tfgen_version": metrics.get("tfgen_version")}
+        # further evaluations of the run (``tfgen evaluate RUN --metric ...`` writes them)
+        evaluations = {}
+        for path in sorted((run / "evaluations").glob("*.json")):
+            with open(path) as f:
+                evaluations[path.stem] = json.load(f)
+        if evaluations:
+            card_data["evaluations"] = evaluations
         with open(tmp / CARD, "w") as f:
             json.dump(card_data, f, indent=1)
         if dest.exists():
