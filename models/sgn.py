@@ -22,11 +22,14 @@ exact search costs one generator pass over all N codes plus a ``B x N x d``
 distance product every step. Instead, every ``refresh_every`` steps the pool
 (codes drawn from a seed, so nothing N-sized is stored but the index) is
 generated once and projected on the top ``projection_dim`` principal
-directions of the data batch. Each step searches that stale, low-dimensional
+directions of the data batch and the pool. Each step searches that stale, low-dimensional
 index for ``candidates`` neighbours per data point, regenerates only the
 distinct candidates with the *current* weights, and re-ranks them exactly.
 Every ``recall_every`` steps the exact nearest neighbour under the current
-weights is computed too and the recall is logged as ``knn_recall``.
+weights is computed too and the recall is logged as ``knn_recall``. It is
+measured on the last step before an index rebuild, where the index is
+stalest, so it is a lower bound on the recall over a refresh period (right
+after a rebuild the index matches the weights and the recall is ~1).
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ class SGN(GenerativeModel):
         the candidate path: candidates per data point, dimension of the
         index, steps between index rebuilds, subspace-iteration steps per
         rebuild (the projection tracks the principal subspace of data and
-        pool), steps between exact recall measurements.
+        pool), steps between exact recall measurements (rounded to whole
+        refresh periods; each on a period's last, stalest step).
       monitor_every: steps between evaluations of the data-to-data term of
         ``D^i`` for the ``divergence`` metric (a ``B x B`` search; 1 = every step).
       chunk_size: query rows per block of the exact search (bounds memory to
@@ -258,6 +262,14 @@ class SGN(GenerativeModel):
         chosen = tf.gather(cand, pick, batch_dims=1)
         return codes, chosen
 
+    def _recall_step(self, step):
+        """True on the last step of every m-th refresh period (m =
+        recall_every // refresh_every, at least 1): the stalest index."""
+        r = self.refresh_every
+        every = max(1, self.recall_every // r)
+        last_of_period = tf.equal(step % r, r - 1)
+        return tf.logical_and(last_of_period, tf.equal((step // r) % every, 0))
+
     def _recall(self, x, codes, chosen):
         """Fraction of queries whose chosen neighbour is an exact k-th nearest
         neighbour under the current weights (ties count as found)."""
@@ -294,7 +306,7 @@ class SGN(GenerativeModel):
             chosen = self._kth_nearest(x, self._generate_pool(codes))
         else:
             codes, chosen = self._candidate_search(x, x_global, step)
-            measure = tf.equal(step % self.recall_every, 0)
+            measure = self._recall_step(step)
             recall = tf.cond(measure, lambda: self._recall(x, codes, chosen), lambda: 1.0)
             recall = tf.reduce_mean(self._gather(tf.reshape(recall, [1])))
             logs["knn_recall"] = (recall, tf.cast(measure, tf.float32))

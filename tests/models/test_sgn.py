@@ -162,3 +162,14 @@ def test_bad_arguments():
         SGN(g, Gaussian(4), normalize_gradient="l1")
     with pytest.raises(ValueError, match="candidates"):
         SGN(g, Gaussian(4), search="candidates", candidates=1, k=2)
+
+
+def test_recall_is_measured_on_the_stalest_step():
+    """Right after an index rebuild the index matches the weights, so recall is
+    measured on the last step of a refresh period, never on a rebuild step."""
+    model = SGN(linear_generator(), Gaussian(3), pool_size=8, search="candidates", candidates=2,
+                refresh_every=10, recall_every=50)
+    measured = [s for s in range(200) if bool(model._recall_step(tf.constant(s, tf.int64)))]
+    assert measured == [9, 59, 109, 159]
+    model.recall_every = 5  # shorter than a period: every period's last step
+    assert [s for s in range(40) if bool(model._recall_step(tf.constant(s, tf.int64)))] == [9, 19, 29, 39]
