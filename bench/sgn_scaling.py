@@ -9,9 +9,10 @@ untrained generator's outputs are nearly all alike and make every search look
 easy or hard) takes --steps SGD steps on MNIST batches of B = 1000 with
 ``search="exact"`` and with ``search="candidates"``, measured side by side in
 one process. Timing runs have recall measurement off; recall is then measured
-separately over two index refresh periods (``recall_every=1``): the fraction
-of data points whose chosen neighbour is the exact nearest neighbour under the
-current weights. Needs the MNIST files (``TFGEN_DATA_DIR``).
+separately on the last step of two index refresh periods, where the index is
+stalest (so it is a lower bound over the period): the fraction of data points
+whose chosen neighbour is the exact nearest neighbour under the current
+weights. Needs the MNIST files (``TFGEN_DATA_DIR``).
 """
 
 from __future__ import annotations
