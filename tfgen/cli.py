@@ -131,8 +131,18 @@ def _train_split_of(model_arg: str) -> str | None:
         return None
 
 
+def _keep_evaluation(args, name: str, result: dict):
+    """Save an evaluation of a run directory in it, so `tfgen zoo publish` puts it on the card."""
+    run_dir = pathlib.Path(args.model or "")
+    if not args.real and (run_dir / "recipe.json").is_file():
+        (run_dir / "evaluations").mkdir(exist_ok=True)
+        out = run_dir / "evaluations" / f"{name}.json"
+        out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out}", file=sys.stderr)
+
+
 def cmd_evaluate(args):
-    from tfgen.trainers.evaluate import evaluate, parzen
+    from tfgen.trainers.evaluate import evaluate, knn_kl, parzen
 
     if args.real and args.model:
         raise ValueError("pass a model or --real, not both")
@@ -141,6 +151,12 @@ def cmd_evaluate(args):
     dataset = args.dataset or (None if args.real else _dataset_of(args.model))
     if dataset is None:
         raise ValueError("cannot tell the dataset of this model; pass --dataset")
+    if args.metric == "knn_kl":
+        model = None if args.real else _load_any(args.model)[0]
+        result = knn_kl(model, dataset, data_dir=args.data_dir, seed=args.seed)
+        print(json.dumps(result, indent=1))
+        _keep_evaluation(args, "knn_kl", result)
+        return
     if args.metric == "parzen":
         model = None if args.real else _load_any(args.model)[0]
         train_split = None if args.real else _train_split_of(args.model)
@@ -150,16 +166,10 @@ def cmd_evaluate(args):
             print("warning: the validation images were part of this model's training split; "
                   "the bandwidth choice favours memorisation", file=sys.stderr)
         print(json.dumps(result, indent=1))
-        run_dir = pathlib.Path(args.model or "")
-        if not args.real and (run_dir / "recipe.json").is_file():
-            # kept with the run, so `tfgen zoo publish` puts it on the card
-            (run_dir / "evaluations").mkdir(exist_ok=True)
-            out = run_dir / "evaluations" / f"parzen-{args.protocol}.json"
-            out.write_text(json.dumps(result, indent=1))
-            print(f"wrote {out}", file=sys.stderr)
+        _keep_evaluation(args, f"parzen-{args.protocol}", result)
         return
     if args.real:
-        raise ValueError("--real is only for --metric parzen")
+        raise ValueError("--real is only for --metric parzen or knn_kl")
     model, _ = _load_any(args.model)
     print(json.dumps(evaluate(model, dataset, seed=args.seed, data_dir=args.data_dir), indent=1))
 
@@ -222,12 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("evaluate", help="evaluate a model on its dataset")
     v.add_argument("model", nargs="?", help="zoo name, run dir, export dir or .keras file")
-    v.add_argument("--metric", default="default", choices=["default", "parzen"],
+    v.add_argument("--metric", default="default", choices=["default", "parzen", "knn_kl"],
                    help="default: the run's own metric (modes, or MMD vs test); parzen: "
-                        "Parzen-window log-likelihood of the test split")
+                        "Parzen-window log-likelihood of the test split; knn_kl: the WKV k-NN "
+                        "estimate of KL(test || model) (SGN's objective)")
     v.add_argument("--protocol", default="li2015", choices=["li2015", "goodfellow2014"])
     v.add_argument("--real", action="store_true",
-                   help="with --metric parzen: score real training images (the metric's ceiling)")
+                   help="with --metric parzen or knn_kl: score real training images (the reference)")
     v.add_argument("--dataset")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--data-dir")

@@ -108,3 +108,27 @@ def parzen(model, dataset: str = "mnist", *, protocol: str = "li2015", train_spl
                   samples="real training images" if model is None else "model samples",
                   description=proto.description)
     return result
+
+
+def knn_kl(model, dataset: str = "mnist", *, n: int = 10_000, k: int = 1, mode: str = "fixed",
+           data_dir=None, seed: int = 0) -> dict:
+    """SGN's own objective on held-out data: the WKV k-NN estimate of
+    ``KL(test || model)`` from ``n`` test images and ``n`` samples
+    (``tfgen.metrics.knn_kl``), beside the same estimate with ``n`` real training
+    images in place of the samples: the value a model equal to the data would get
+    at this sample size (the estimator is biased at finite n, SGN §3).
+    ``model=None`` returns only that reference."""
+    info = tfgen.data.info(dataset)
+    test = tfgen.data.load_numpy(dataset, "test", data_dir=data_dir)
+    n = min(int(n), len(test))
+    test = test[:n]
+    real = tfgen.data.load_numpy(dataset, f"train[:{n}]", data_dir=data_dir) \
+        if info["kind"] == "image" else tfgen.data.load_numpy(dataset, "train", n=n, seed=seed + 1)
+    ref = metrics.knn_kl(test, real, k=k, mode=mode, return_details=True)
+    result = {"protocol": f"WKV k-NN KL(test || Q), {mode} k={k}, {n} test points vs {n} points of Q",
+              "real_train_images": {"kl": ref["kl"], "mean_log_ratio": ref["mean_log_ratio"]}}
+    if model is not None:
+        samples = np.asarray(model.sample(n, seed=seed))
+        got = metrics.knn_kl(test, samples, k=k, mode=mode, return_details=True)
+        result.update(kl=got["kl"], mean_log_ratio=got["mean_log_ratio"])
+    return result

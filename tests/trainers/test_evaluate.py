@@ -66,4 +66,17 @@ def test_cli_parzen_arguments(capsys):
     assert cli.main(["evaluate", "--metric", "parzen"]) == 2
     assert "or --real" in capsys.readouterr().err
     assert cli.main(["evaluate", "--real", "--dataset", "digits"]) == 2
-    assert "only for --metric parzen" in capsys.readouterr().err
+    assert "only for --metric parzen or knn_kl" in capsys.readouterr().err
+
+
+def test_knn_kl_evaluation_against_the_metric():
+    """The evaluation is the metric on (test, samples), and the real-image reference
+    is the metric on (test, train) at the same size."""
+    train = tfgen.data.load_numpy("digits", "train")
+    test = tfgen.data.load_numpy("digits", "test")
+    model = FixedSamples(train[::-1])
+    result = evaluate.knn_kl(model, "digits", n=200)
+    from tfgen.metrics import knn_kl
+    np.testing.assert_allclose(result["kl"], knn_kl(test[:200], train[::-1][:200]), rtol=1e-9)
+    np.testing.assert_allclose(result["real_train_images"]["kl"], knn_kl(test[:200], train[:200]), rtol=1e-9)
+    assert "kl" not in evaluate.knn_kl(None, "digits", n=200)
