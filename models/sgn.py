@@ -63,7 +63,7 @@ class _PoolIndex:
     same values, so the variables are per-replica (ON_READ) and written
     without cross-replica synchronisation."""
 
-    def __init__(self, pool_size, data_dim, projection_dim, seed):
+    def __init__(self, padded_size, data_dim, projection_dim, seed):
         kw = {}
         if tf.distribute.has_strategy():
             kw = dict(synchronization=tf.VariableSynchronization.ON_READ,
@@ -73,9 +73,9 @@ class _PoolIndex:
         # a random orthonormal start for the subspace iteration (seeded)
         start = tf.linalg.qr(tf.random.stateless_normal([data_dim, projection_dim], seed=[seed, 1]))[0]
         self.basis = tf.Variable(start, trainable=False, name="basis", **kw)
-        self.projected = tf.Variable(tf.zeros([pool_size, projection_dim]), trainable=False,
-                                     name="projected", **kw)
-        self.residual = tf.Variable(tf.zeros([pool_size]), trainable=False, name="residual", **kw)
+        # one row per pool point (padded to whole blocks): [-2 Py, ||Py||^2 + ||P'y||^2]
+        self.rows = tf.Variable(tf.zeros([padded_size, projection_dim + 1]), trainable=False,
+                                name="rows", **kw)
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
@@ -131,8 +131,9 @@ class SGN(GenerativeModel):
             raise ValueError(f"normalize_gradient must be one of {NORMALIZATIONS}, got {normalize_gradient!r}")
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
-        if search == "candidates" and candidates < k:
-            raise ValueError(f"candidates={candidates} must be at least k={k}")
+        if search == "candidates" and not k <= candidates <= pool_size:
+            raise ValueError(f"candidates={candidates} must be at least k={k} and at most "
+                             f"pool_size={pool_size}")
         if eps < 0:
             raise ValueError(f"eps must be non-negative, got {eps}")
         self.pool_size, self.k = int(pool_size), int(k)
@@ -150,7 +151,12 @@ class SGN(GenerativeModel):
         if search == "candidates":
             trackers.append("knn_recall")
             # object.__setattr__: keep the index out of Keras' weight tracking
-            object.__setattr__(self, "_index", _PoolIndex(self.pool_size, self.data_dim,
+            # candidates are found block by block: the k smallest scores lie in
+            # the k blocks with the smallest minima, so a row of N scores costs
+            # one pass (the block minima) and two small top_k's
+            self._block = max(1, int(round((self.pool_size / self.candidates) ** 0.5)))
+            self._padded = -(-self.pool_size // self._block) * self._block
+            object.__setattr__(self, "_index", _PoolIndex(self._padded, self.data_dim,
                                                           self.projection_dim, self.seed))
         self._declare_trackers(*trackers)
 
@@ -161,8 +167,7 @@ class SGN(GenerativeModel):
             return {}
         i = self._index
         return {"sgn_index_period": i.period, "sgn_index_mean": i.mean,
-                "sgn_index_basis": i.basis, "sgn_index_projected": i.projected,
-                "sgn_index_residual": i.residual}
+                "sgn_index_basis": i.basis, "sgn_index_rows": i.rows}
 
     def _pool_codes(self, period):
         """The N codes of the pool. ``fresh``: a function of the seed and
@@ -224,12 +229,18 @@ class SGN(GenerativeModel):
         for _ in range(self.power_iterations):
             basis, _ = tf.linalg.qr(tf.matmul(centered, tf.matmul(centered, basis), transpose_a=True))
         projected = tf.matmul(pool - mean, basis)
-        # ||x - y||^2 = ||P(x - y)||^2 + ||P'x||^2 + ||P'y||^2 - 2 <P'x, P'y> with P'
-        # the orthogonal complement: ||P'y||^2 is kept per pool point, ||P'x||^2 is
-        # constant per query, and only the cross term is dropped from the ranking
-        residual = tf.reduce_sum(tf.square(pool - mean), 1) - tf.reduce_sum(tf.square(projected), 1)
-        return tf.group(i.mean.assign(mean), i.basis.assign(basis), i.projected.assign(projected),
-                        i.residual.assign(tf.maximum(residual, 0.0)),
+        # ||x - y||^2 = ||P(x - y)||^2 + ||P'x||^2 + ||P'y||^2 - 2 <P'x, P'y> with P' the
+        # orthogonal complement. Ranking the pool for one query, ||Px||^2 + ||P'x||^2
+        # is a constant and only the cross term of the complement is dropped, so
+        #   score(x, y) = -2 <Px, Py> + ||Py||^2 + ||P'y||^2 = [Px, 1] . [-2 Py, ||y - mean||^2]
+        # is one matmul with nothing else to add (the B x N product is memory bound).
+        norm2 = tf.reduce_sum(tf.square(pool - mean), 1, keepdims=True)
+        rows = tf.concat([-2.0 * projected, norm2], axis=1)
+        # padding rows score 1e30: they never beat a real pool point
+        pad = self._padded - self.pool_size
+        rows = tf.concat([rows, tf.concat([tf.zeros([pad, self.projection_dim]),
+                                           tf.fill([pad, 1], 1e30)], 1)], 0)
+        return tf.group(i.mean.assign(mean), i.basis.assign(basis), i.rows.assign(rows),
                         i.period.assign(tf.cast(period, tf.int64)))
 
     def _candidate_search(self, x, x_global, step):
@@ -239,16 +250,23 @@ class SGN(GenerativeModel):
                           lambda: self._refresh_index(x_global, period), tf.no_op)
         with tf.control_dependencies([refresh]):
             codes = self._pool_codes(period)
-            mean, basis = tf.identity(i.mean), tf.identity(i.basis)
-            projected, residual = tf.identity(i.projected), tf.identity(i.residual)
+            mean, basis, rows = tf.identity(i.mean), tf.identity(i.basis), tf.identity(i.rows)
         q = tf.matmul(x - mean, basis)
+        q = tf.concat([q, tf.ones_like(q[:, :1])], axis=1)
+        c, g = self.candidates, self._block
 
         def block(qb):
-            approx = ops.pairwise_sq_distances(qb, projected) + residual[None, :]
-            return ops.smallest_k(approx, self.candidates)[1]
+            scores = tf.matmul(qb, rows, transpose_b=True)             # (b, N padded)
+            if g == 1:
+                return tf.math.top_k(-scores, c).indices
+            b = tf.shape(qb)[0]
+            blocks = tf.reshape(scores, [b, self._padded // g, g])
+            best = tf.math.top_k(-tf.reduce_min(blocks, axis=2), c).indices          # (b, c)
+            inside = tf.reshape(tf.gather(blocks, best, batch_dims=1), [b, c * g])
+            pos = tf.math.top_k(-inside, c).indices
+            return tf.gather(best, pos // g, batch_dims=1) * g + pos % g
 
-        cand = tf.reshape(ops.chunked_row_reduce(block, q, self.chunk_size),
-                          [-1, self.candidates])                       # (B, C) pool indices
+        cand = tf.reshape(ops.chunked_row_reduce(block, q, self.chunk_size), [-1, c])  # (B, C)
         # Regenerate each distinct candidate once, with the current weights.
         unique, where = tf.unique(tf.reshape(cand, [-1]))
         y_unique = self._generate(tf.gather(codes, unique))

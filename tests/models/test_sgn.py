@@ -82,12 +82,17 @@ def make_sgn(sgd=False, **kwargs):
     return make
 
 
-def test_candidate_path_equals_exact_when_it_sees_everything():
-    """With every pool point a candidate, re-ranking is exact search: same loss,
-    same update, recall 1."""
+@pytest.mark.parametrize("pool_size,candidates", [(40, 40), (403, 4)])
+def test_candidate_path_equals_exact_when_its_index_is_exact(pool_size, candidates):
+    """With a full-rank projection rebuilt every step, the candidate search (the
+    block-minimum selection when candidates << pool_size, a plain top_k when
+    every pool point is a candidate) finds the exact nearest neighbours: same
+    loss, same update, recall 1."""
     x = ring_data(32)
-    exact = make_sgn(pool_size=40)()
-    cand = make_sgn(pool_size=40, search="candidates", candidates=40, recall_every=1)()
+    exact = make_sgn(pool_size=pool_size)()
+    cand = make_sgn(pool_size=pool_size, search="candidates", candidates=candidates,
+                    projection_dim=2, recall_every=1)()
+    assert cand._block == (1 if candidates == pool_size else 10)
     h1 = exact.fit(x, batch_size=32, epochs=3, verbose=0, shuffle=False).history
     # both paths draw the pool from the same seed, but the candidate path keeps
     # a period's codes for refresh_every steps: make the period one step
@@ -120,9 +125,10 @@ def test_candidate_index_is_not_saved_with_the_weights(tmp_path):
     model.fit(ring_data(64), batch_size=64, epochs=1, verbose=0)
     path = tmp_path / "m.keras"
     model.save(path)
-    # 4-32-2 weights are a few kB; the 5000 x 2 index would be 40 kB more
+    # 4-32-2 weights are a few kB; the 5016 x 3 index would be 60 kB more
     assert path.stat().st_size < 30_000
-    assert model.checkpoint_state()["sgn_index_projected"].shape == (5000, 2)
+    # 5000 pool points padded to blocks of round(sqrt(5000 / 10)) = 22; 2-d projection + 1
+    assert model.checkpoint_state()["sgn_index_rows"].shape == (5016, 3)
 
 
 @pytest.mark.parametrize("search", ["exact", "candidates"])
@@ -162,6 +168,8 @@ def test_bad_arguments():
         SGN(g, Gaussian(4), normalize_gradient="l1")
     with pytest.raises(ValueError, match="candidates"):
         SGN(g, Gaussian(4), search="candidates", candidates=1, k=2)
+    with pytest.raises(ValueError, match="at most pool_size"):
+        SGN(g, Gaussian(4), search="candidates", candidates=20, pool_size=10)
 
 
 def test_recall_is_measured_on_the_stalest_step():
