@@ -78,7 +78,7 @@ def main():
     p.add_argument("--generator", help="a trained SGN .keras file to take the generator from")
     p.add_argument("--candidates", type=int, default=10)
     p.add_argument("--projection-dim", type=int, default=64)
-    p.add_argument("--refresh-every", type=int, default=10)
+    p.add_argument("--refresh-every", type=int, default=5)
     args = p.parse_args()
 
     x = tfgen.data.load_numpy("mnist", "train").reshape(-1, 784)

@@ -110,7 +110,7 @@ class SGN(GenerativeModel):
     def __init__(self, generator, prior, *, pool_size: int = 1000, k: int = 1,
                  latent_pool: str = "fresh", normalize_gradient: str | None = "global",
                  search: str = "exact", candidates: int = 10, projection_dim: int = 64,
-                 refresh_every: int = 10, power_iterations: int = 2, recall_every: int = 50,
+                 refresh_every: int = 5, power_iterations: int = 2, recall_every: int = 50,
                  monitor_every: int = 10,
                  chunk_size: int = 1000, pool_chunk: int = 10_000, eps: float = 1e-12,
                  seed: int = 0, **kwargs):
