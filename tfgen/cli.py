@@ -58,9 +58,10 @@ def _dataset_of(model_arg: str) -> str | None:
 def cmd_recipes(args):
     from tfgen.trainers import recipes
 
+    width = max(len(name) for name in recipes.names())
     for name in recipes.names():
         r = recipes.get(name)
-        print(f"{name:16s} {r.method:8s} {r.dataset:8s} steps={r.steps:<6d} batch={r.batch_size:<4d} {r.source}")
+        print(f"{name:{width}s} {r.method:8s} {r.dataset:8s} steps={r.steps:<6d} batch={r.batch_size:<4d} {r.source}")
 
 
 def cmd_train(args):
