@@ -133,8 +133,21 @@ def test_candidate_index_is_not_saved_with_the_weights(tmp_path):
 
 @pytest.mark.parametrize("search", ["exact", "candidates"])
 def test_harness(tmp_path, search):
-    check_all(make_sgn(search=search, candidates=8), ring_data(), batch_size=64, tmp_path=tmp_path,
-              make_sgd_model=make_sgn(sgd=True, search=search, candidates=8))
+    # a pool larger than the batch: the candidate path searches exactly at N <= B
+    check_all(make_sgn(search=search, candidates=8, pool_size=96), ring_data(), batch_size=64,
+              tmp_path=tmp_path, make_sgd_model=make_sgn(sgd=True, search=search, candidates=8,
+                                                         pool_size=96))
+
+
+def test_candidate_path_searches_exactly_when_the_pool_is_no_larger_than_the_batch():
+    x = ring_data(64)
+    exact = make_sgn(pool_size=64)()
+    cand = make_sgn(pool_size=64, search="candidates", candidates=4, projection_dim=1)()
+    assert cand._exact_this_step(tf.zeros([64, 2])) and not cand._exact_this_step(tf.zeros([63, 2]))
+    h1 = exact.fit(x, batch_size=64, epochs=2, verbose=0, shuffle=False).history
+    h2 = cand.fit(x, batch_size=64, epochs=2, verbose=0, shuffle=False).history
+    np.testing.assert_allclose(h2["loss"], h1["loss"], rtol=1e-6)
+    assert h2["knn_recall"] == [1.0, 1.0]
 
 
 def test_toy_model_covers_the_ring():
