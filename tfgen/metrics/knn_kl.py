@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import digamma
 
+from tfgen.metrics._arrays import as_rows
 from tfgen.ops.distances import pairwise_sq_distances
 from tfgen.ops.knn import BACKENDS, make_index
 
@@ -50,23 +51,6 @@ __all__ = ["knn_kl", "KNN_KL_MODES"]
 
 KNN_KL_MODES = ("fixed", "adaptive")
 
-
-def _as_sample(value, name: str) -> np.ndarray:
-    """A float64 ``(n, d)`` copy of ``value`` (images flattened), checked."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a numeric (n, d) or (n, H, W, C) array, "
-                         f"got {type(value).__name__}") from exc
-    if arr.ndim < 2:
-        raise ValueError(f"{name}: expected an array of rank >= 2, (n, d) or (n, H, W, C), "
-                         f"got shape {arr.shape}")
-    arr = arr.reshape(arr.shape[0], -1)
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name}: points have zero features (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return arr
 
 
 def _row_distances(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -148,8 +132,8 @@ def knn_kl(x, y, k: int = 1, mode: str = "fixed", backend: str = "exact",
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if not (isinstance(eps, numbers.Real) and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    x64 = _as_sample(x, "x")
-    y64 = _as_sample(y, "y")
+    x64 = as_rows(x, "x")
+    y64 = as_rows(y, "y")
     n, d = x64.shape
     m = y64.shape[0]
     if y64.shape[1] != d:

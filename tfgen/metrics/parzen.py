@@ -57,6 +57,8 @@ from typing import Callable, Union
 import numpy as np
 import tensorflow as tf
 
+from tfgen.metrics._arrays import as_rows
+
 __all__ = [
     "PROTOCOLS", "Protocol", "parzen_log_likelihood", "parzen_log_densities",
     "parzen_protocol", "select_bandwidth",
@@ -73,24 +75,8 @@ def _int_at_least(value, name: str, low: int) -> int:
 
 
 def _as_points(value, name: str) -> np.ndarray:
-    """Float64 ``(n, d)`` rows; images ``(n, H, W, C)`` are flattened."""
-    if isinstance(value, tf.Tensor):
-        value = value.numpy()
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a numeric (n, d) or (n, H, W, C) array, "
-                         f"got {type(value).__name__}") from exc
-    if arr.ndim < 2:
-        raise ValueError(f"{name}: expected an array of rank >= 2, (n, d) or (n, H, W, C), "
-                         f"got shape {arr.shape}")
-    if arr.shape[0] < 1:
-        raise ValueError(f"{name}: expected at least 1 point, got shape {arr.shape}")
-    arr = arr.reshape(arr.shape[0], -1)
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name}: expected non-empty points, got shape {np.shape(value)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+    """Float64 ``(n, d)`` rows (images flattened), checked, with a warning for [0, 255] data."""
+    arr = as_rows(value, name)
     _warn_scale(arr, name)
     return arr
 

@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from tfgen.metrics._arrays import as_rows
 from tfgen.ops import gaussian_kernel, median_heuristic, pairwise_sq_distances
 from tfgen.ops.kernels import PARAMETERIZATIONS
 from tfgen.ops.mmd import ESTIMATORS
@@ -35,23 +36,6 @@ __all__ = ["mmd_two_sample_test", "mmd_statistic", "permutation_mmd2"]
 # Splits evaluated per matmul; B x N floats of scratch per batch.
 _PERMUTATION_BATCH = 128
 
-
-def _as_sample(value, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a numeric (n, ...) array, got {type(value).__name__}") from exc
-    if arr.ndim < 2:
-        raise ValueError(f"{name}: expected an array of rank >= 2, (n, d) or (n, H, W, C), "
-                         f"got shape {arr.shape}")
-    if arr.shape[0] < 2:
-        raise ValueError(f"{name}: expected at least 2 samples, got {arr.shape[0]}")
-    arr = arr.reshape(arr.shape[0], -1)
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name}: expected non-empty points, got shape {np.shape(value)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
-    return arr
 
 
 def _int_at_least(value, name: str, low: int) -> int:
@@ -73,8 +57,8 @@ def _as_bandwidths(bandwidths) -> list[float]:
 
 def _prepare(x, y, bandwidths, parameterization, max_samples, seed, estimator):
     """Validate, flatten, subsample; returns the pooled sample, its kernel and bookkeeping."""
-    x = _as_sample(x, "x")
-    y = _as_sample(y, "y")
+    x = as_rows(x, "x", min_points=2)
+    y = as_rows(y, "y", min_points=2)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"y: expected points of the same size as x ({x.shape[1]} values each "
                          f"after flattening), got {y.shape[1]}")
