@@ -2,8 +2,10 @@
 
 from tfgen.models import networks
 from tfgen.models.base import GenerativeModel
+from tfgen.models.gan import GAN
 from tfgen.models.gram import GRAM
+from tfgen.models.kde_gan import KDEGAN
 from tfgen.models.mmd_net import MMDNet
 from tfgen.models.sgn import SGN
 
-__all__ = ["GRAM", "GenerativeModel", "MMDNet", "SGN", "networks"]
+__all__ = ["GAN", "GRAM", "KDEGAN", "GenerativeModel", "MMDNet", "SGN", "networks"]

@@ -47,6 +47,13 @@ def activation_layer(name: str | None):
         "sigmoid, elu, softplus, gelu, swish, linear")
 
 
+def _batch_norm():
+    """BatchNorm with statistics over the *global* batch under ``tf.distribute``
+    (``synchronized``), so R replicas train exactly as one device does at the
+    same global batch (tests/harness.py checks it); a no-op on one device."""
+    return layers.BatchNormalization(synchronized=True)
+
+
 def _shape(shape) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
 
@@ -70,7 +77,7 @@ def mlp(input_shape, hidden: Sequence[int], output_shape, *, activation: str = "
     for width in hidden:
         net.append(layers.Dense(width, use_bias=not batch_norm))
         if batch_norm:
-            net.append(layers.BatchNormalization())
+            net.append(_batch_norm())
         act = activation_layer(activation)
         if act is not None:
             net.append(act)
@@ -94,7 +101,7 @@ def mnist_conv_critic(input_shape=(28, 28, 1), output_dim: int = 100,
         net.append(layers.Reshape((28, 28, 1)))
     for filters in (16, 32, 32):
         net += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
-                layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2)]
+                _batch_norm(), layers.Activation("relu"), layers.MaxPooling2D(2)]
     net += [layers.Flatten(), layers.Dense(output_dim)]
     return keras.Sequential(net, name=name)
 
@@ -124,11 +131,11 @@ def dcgan_generator(latent_dim: int, image_shape=(28, 28, 1), *, base_filters: i
     start, n_up = _upsampling_plan(h)
     filters = base_filters * 2 ** (n_up - 1)
     net = [keras.Input((int(latent_dim),)), layers.Dense(start * start * filters, use_bias=False),
-           layers.BatchNormalization(), layers.Activation("relu"), layers.Reshape((start, start, filters))]
+           _batch_norm(), layers.Activation("relu"), layers.Reshape((start, start, filters))]
     for _ in range(n_up - 1):
         filters //= 2
         net += [layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False),
-                layers.BatchNormalization(), layers.Activation("relu")]
+                _batch_norm(), layers.Activation("relu")]
     net.append(layers.Conv2DTranspose(c, 4, strides=2, padding="same"))
     out_act = activation_layer(output_activation)
     if out_act is not None:
@@ -151,7 +158,7 @@ def dcgan_critic(image_shape=(28, 28, 1), output_dim: int = 1, *, base_filters: 
     for i in range(n_down):
         net.append(layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=not (batch_norm and i)))
         if batch_norm and i:
-            net.append(layers.BatchNormalization())
+            net.append(_batch_norm())
         net.append(layers.LeakyReLU(negative_slope=0.2))
         filters *= 2
     net += [layers.Flatten(), layers.Dense(output_dim)]

@@ -8,7 +8,7 @@ import tensorflow as tf
 def optimizers_of(model) -> dict:
     """The model's optimizers by attribute name (``optimizer``, ``critic_optimizer``, ...)."""
     found = {}
-    for name in ("optimizer", "critic_optimizer", "encoder_optimizer"):
+    for name in ("optimizer", "critic_optimizer", "discriminator_optimizer", "encoder_optimizer"):
         opt = getattr(model, name, None)
         if opt is not None:
             found[name] = opt

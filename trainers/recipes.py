@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from tfgen import distributions
-from tfgen.models import GRAM, MMDNet, SGN, networks
+from tfgen.models import GAN, GRAM, KDEGAN, MMDNet, SGN, networks
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class NetworkSpec:
     output_activation: str | None = None
     batch_norm: bool = False
     output_dim: int | None = None  # critics: feature dimension K
+    base_filters: int = 64         # DCGAN builders: filters of the widest-resolution layer
 
     def build(self, input_shape, output_shape, name):
         if self.kind == "mlp":
@@ -40,9 +41,11 @@ class NetworkSpec:
             return networks.mnist_conv_critic(input_shape, output_shape, name=name)
         if self.kind == "dcgan_generator":
             return networks.dcgan_generator(input_shape, output_shape, name=name,
+                                            base_filters=self.base_filters,
                                             output_activation=self.output_activation or "sigmoid")
         if self.kind == "dcgan_critic":
-            return networks.dcgan_critic(input_shape, output_shape, name=name)
+            return networks.dcgan_critic(input_shape, output_shape, base_filters=self.base_filters,
+                                         name=name)
         raise ValueError(f"unknown network kind {self.kind!r}")
 
 
@@ -67,12 +70,12 @@ class Recipe:
     """One experiment: data, model, optimisation, length, seed."""
 
     name: str
-    method: str                      # "gram" | "mmd_net" | "sgn"
+    method: str                      # "gram" | "mmd_net" | "sgn" | "gan" | "kde_gan"
     dataset: str
     batch_size: int
     steps: int                       # total optimizer steps
     latent_dim: int
-    prior: str = "gaussian"          # "gaussian" | "uniform" | "binary_mixture"
+    prior: str = "gaussian"          # "gaussian" | "uniform" | "binary_mixture" | "kde"
     prior_options: dict = field(default_factory=dict)
     generator: NetworkSpec = NetworkSpec()
     critic: NetworkSpec | None = None
@@ -112,7 +115,10 @@ def build_prior(recipe: Recipe) -> distributions.Prior:
         return distributions.Uniform(recipe.latent_dim, **recipe.prior_options)
     if recipe.prior == "binary_mixture":
         return distributions.BinaryMeanMixture(recipe.latent_dim, **recipe.prior_options)
-    raise ValueError(f"unknown prior {recipe.prior!r}; expected 'gaussian', 'uniform' or 'binary_mixture'")
+    if recipe.prior == "kde":
+        return distributions.KDE(recipe.latent_dim, **recipe.prior_options)
+    raise ValueError(f"unknown prior {recipe.prior!r}; expected 'gaussian', 'uniform', "
+                     "'binary_mixture' or 'kde'")
 
 
 def build_model(recipe: Recipe, data_shape) -> keras.Model:
@@ -132,6 +138,12 @@ def build_model(recipe: Recipe, data_shape) -> keras.Model:
     elif recipe.method == "sgn":
         model = SGN(generator, prior, seed=recipe.seed, **recipe.model_options)
         model.compile(optimizer=recipe.optimizer.build())
+    elif recipe.method in ("gan", "kde_gan"):
+        discriminator = recipe.critic.build(out, 1, "discriminator")
+        cls = GAN if recipe.method == "gan" else KDEGAN
+        model = cls(generator, discriminator, prior, seed=recipe.seed, **recipe.model_options)
+        model.compile(optimizer=recipe.optimizer.build(),
+                      discriminator_optimizer=(recipe.critic_optimizer or recipe.optimizer).build())
     else:
         raise ValueError(f"unknown method {recipe.method!r}")
     return model
@@ -165,6 +177,37 @@ _GM32 = {"n_components": 32, "scale": 0.1}
 _U_TEXT = "z ~ U[0,1]^100"
 _GM_TEXT = "z ~ GM of 32 components, binary means in {0,1}^100 drawn at setup, sigma 0.1"
 
+# KDE-GAN paper App. A: RMSProp 3e-4 for G and D, batch 100, z-dim 200 ~ N(0, I),
+# 3 epochs on MNIST; reversal lr 1.0, MMD threshold 1e-4, kernel 1e-4 (read as
+# gamma), z0 ~ N(0, (1e-4)^2 I), at most 50 steps (METHODS.md §3).
+_GAN_OPT = OptimizerSpec("rmsprop", 3e-4)
+_GAN_DCGAN = dict(generator=NetworkSpec("dcgan_generator", (), output_activation="sigmoid"),
+                  critic=NetworkSpec("dcgan_critic", ()))
+_GAN_MLP = dict(generator=NetworkSpec("mlp", (256, 512), activation="relu", output_activation="sigmoid"),
+                critic=NetworkSpec("mlp", (512, 256), activation="leaky_relu"))
+_KDE_PRIOR = dict(prior="kde", prior_options={"capacity": 10_000, "bandwidth": 0.1})
+_REVERSAL = {"reversal_steps": 50, "reversal_lr": 1.0, "threshold": 1e-4, "gamma": 1e-4,
+             "init_scale": 1e-4}
+_DCGAN_TEXT = ("DCGAN sized for 28x28 on CPU: G 200 -> 7x7x128 -> 14x14x64 -> 28x28x1 (4x4 "
+               "stride-2 deconvs, BN, ReLU, sigmoid), D 28 -> 14x14x64 -> 7x7x128 (4x4 stride-2, "
+               "LeakyReLU 0.2) -> logit; the paper's 4x4x512-256-128-64 stack is for 32x32 images")
+_MLP_TEXT = "MLP variant for speed: G 200-256-512-784 ReLU, sigmoid; D 784-512-256-1 LeakyReLU 0.2"
+
+
+def _gan_mnist(name, method, nets, text, **extra):
+    kde = method == "kde_gan"
+    return Recipe(name, method, "mnist", batch_size=100, steps=1800, latent_dim=200,
+                  optimizer=_GAN_OPT, steps_per_epoch=300, sample_every=2,
+                  model_options=dict(_REVERSAL) if kde else {},
+                  source=("KDE-GAN paper App. A: " if kde else "GAN baseline of the KDE-GAN paper, App. A: ")
+                  + "RMSProp 3e-4 (G and D), batch 100, z 200-d ~ N(0, I), non-saturating G loss, "
+                  "3 epochs (1800 steps)"
+                  + ("; reversal lr 1.0, MMD threshold 1e-4, gamma 1e-4, z0 ~ N(0, 1e-8 I), at most "
+                     "50 steps; KDE bandwidth 0.1 (unstated; METHODS.md §3), 10,000 training codes "
+                     "in the final prior" if kde else "") + ". " + text + ".",
+                  **(_KDE_PRIOR if kde else {}), **nets, **extra)
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     _sgn_mnist("sgn-mnist-uniform", "uniform", _U01, 1000, _U_TEXT),
     _sgn_mnist("sgn-mnist-gm", "binary_mixture", _GM32, 1000, _GM_TEXT),
@@ -179,6 +222,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            steps_per_epoch=100, sample_every=10,
            source="Demo-sized SGN on scikit-learn's 8x8 digits: the MNIST recipe's network "
                   "(100-300 5tanh, sigmoid), source, k and optimiser; N = 1000, B = 500."),
+    _gan_mnist("gan-mnist", "gan", _GAN_DCGAN, _DCGAN_TEXT),
+    _gan_mnist("kde-gan-mnist", "kde_gan", _GAN_DCGAN, _DCGAN_TEXT),
+    _gan_mnist("gan-mnist-mlp", "gan", _GAN_MLP, _MLP_TEXT),
+    _gan_mnist("kde-gan-mnist-mlp", "kde_gan", _GAN_MLP, _MLP_TEXT),
     Recipe("gram-ring8", "gram", "ring8", batch_size=200, steps=4000, latent_dim=20,
            critic_dim=10, model_options={"bandwidths": [1.0], "gram_dtype": "float32"},
            optimizer=_ADAM_HALF,

@@ -152,9 +152,31 @@ class Trainer:
         self.finish()
         return model
 
+    def fit_learned_prior(self):
+        """Models with a learned prior (``fit_prior``: the KDE-GAN) fit it on the
+        training images before they are saved, so the export samples from it.
+        The images are a seeded shuffle of the training split."""
+        model = self.model
+        if not hasattr(model, "fit_prior"):
+            return None
+        r = self.recipe
+        if self._array is not None:
+            x = self._array
+        else:
+            x = tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
+        x = x[np.random.default_rng(r.seed).permutation(len(x))[:model.prior.capacity]]
+        t0 = time.time()
+        stats = model.fit_prior(x, seed=r.seed, verbose=self.verbose == 1)
+        stats["seconds"] = round(time.time() - t0, 1)
+        if self.verbose:
+            print(f"prior fitted on {stats['n']} training codes "
+                  f"({stats['mean_steps']:.1f} reversal steps per batch, {stats['seconds']} s)")
+        return stats
+
     def finish(self):
         """Save ``model.keras``, export the SavedModel, evaluate, write ``metrics.json``."""
         model, out = self.model, self.out_dir
+        prior_fit = self.fit_learned_prior()
         keras_path = os.path.join(out, "model.keras")
         tmp = keras_path + ".tmp.keras"
         model.save(tmp)
@@ -171,6 +193,8 @@ class Trainer:
                    "steps": int(model.optimizer.iterations), "dataset": self.recipe.dataset,
                    "train_seconds": round(getattr(self, "train_seconds", 0.0), 1),
                    "tfgen_version": tfgen.__version__}
+        if prior_fit:
+            summary["prior_fit"] = prior_fit
         if self.history:
             summary["final_logs"] = {k: float(v[-1]) for k, v in self.history.items()}
         if self.evaluate_at_end:

@@ -1,0 +1,96 @@
+"""KDE-GAN (generator reversal, Algorithm 2): the step's wiring against the
+ops it is built from, the prior after training, and the shared harness."""
+
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+
+from harness import check_all
+import tfgen
+from tfgen.distributions import KDE, Gaussian
+from tfgen.models import KDEGAN, networks
+from test_gram import ring_data
+
+LATENT = 4
+
+
+def make_kde_gan(sgd=False, capacity=64, **kwargs):
+    options = {"reversal_steps": 6, "reversal_lr": 0.5, **kwargs}
+
+    def make():
+        keras.utils.set_random_seed(11)
+        g = networks.mlp(LATENT, (32,), 2, activation="tanh", name="generator")
+        d = networks.mlp(2, (32,), 1, activation="leaky_relu", name="discriminator")
+        model = KDEGAN(g, d, KDE(LATENT, capacity=capacity, bandwidth=0.1), **options)
+        opt = (lambda: keras.optimizers.SGD(0.05)) if sgd else (lambda: keras.optimizers.RMSprop(3e-4))
+        model.compile(opt(), discriminator_optimizer=opt())
+        return model
+    return make
+
+
+def test_step_reverses_the_batch_and_refits_the_prior():
+    """After one step the prior holds exactly the codes ``ops.reverse`` finds
+    for the batch (reversed against G(z_g), z_g from the unfitted prior, with
+    the step's seeds), and the logged step count is the reversal's."""
+    model = make_kde_gan(threshold=1e-3)()
+    x = ring_data(64)
+    twin = make_kde_gan(threshold=1e-3)()
+    seed_g, seed_r = twin._step_seed(1), twin._step_seed(2)
+    x_g = twin.generator(twin.prior.sample(64, seed=seed_g), training=False)
+    want = tfgen.ops.reverse(twin.generator, x, steps=6, lr=0.5, reference=x_g, threshold=1e-3,
+                             gamma=1e-4, init_scale=1e-4, seed=seed_r)
+
+    logs = model.train_on_batch(x, return_dict=True)
+    assert int(model.prior.count) == 64
+    np.testing.assert_allclose(model.prior.codes.numpy()[:64], want.codes.numpy(), rtol=1e-5, atol=1e-6)
+    assert logs["reversal_steps"] == float(want.steps)
+    assert 1 <= logs["reversal_steps"] <= 6
+    np.testing.assert_allclose(logs["reversal_error"], float(tf.reduce_mean(want.error)), rtol=1e-5)
+    # the step's noise came from the refitted KDE: samples sit near the reversed codes
+    z = model.prior.sample(256, seed=3).numpy()
+    nearest = np.min(np.linalg.norm(z[:, None] - want.codes.numpy()[None], axis=-1), axis=1)
+    assert np.median(nearest) < 0.1 * 3, np.median(nearest)
+
+
+def test_threshold_controls_the_reversal_length():
+    """tau = -inf stops after one step, tau = +inf runs to the cap (the stopping
+    rule is wired to the model's options)."""
+    x = ring_data(64)
+    quick = make_kde_gan(threshold=-np.inf)().train_on_batch(x, return_dict=True)
+    full = make_kde_gan(threshold=np.inf)().train_on_batch(x, return_dict=True)
+    assert quick["reversal_steps"] == 1
+    assert full["reversal_steps"] == 6
+
+
+def test_fit_prior_stores_codes_of_the_training_images():
+    model = make_kde_gan(capacity=100, threshold=np.inf, reversal_steps=200, reversal_lr=2.0)()
+    x = ring_data(150)
+    stats = model.fit_prior(x, batch_size=40)
+    assert stats["n"] == 100 and int(model.prior.count) == 100   # capped at the capacity
+    assert stats["mean_steps"] == 200
+    codes = model.prior.codes.numpy()[:100]
+    # the codes are reversals of the first 100 images: G(code) is closer to its
+    # own image than an untrained G's random outputs are to the data (~ring radius 2)
+    recon = np.asarray(model.generator(codes))
+    err = np.mean(np.sum((recon - x[:100]) ** 2, axis=1))
+    assert err < 0.5 * np.mean(np.sum((x[:100] - x[:100].mean(0)) ** 2, axis=1)), err
+    np.testing.assert_allclose(np.mean((recon - x[:100]) ** 2), stats["mean_error"], rtol=1e-3)
+    with pytest.raises(ValueError, match="shape"):
+        model.fit_prior(np.zeros((10, 3), np.float32))
+
+
+def test_harness(tmp_path):
+    check_all(make_kde_gan(), ring_data(), batch_size=64, tmp_path=tmp_path,
+              make_sgd_model=make_kde_gan(sgd=True))
+
+
+def test_bad_arguments():
+    g = networks.mlp(LATENT, [8], 2)
+    d = networks.mlp(2, [8], 1)
+    with pytest.raises(ValueError, match="KDE prior"):
+        KDEGAN(g, d, Gaussian(LATENT))
+    with pytest.raises(ValueError, match="reversal_steps"):
+        KDEGAN(g, d, KDE(LATENT), reversal_steps=0)
+    with pytest.raises(ValueError, match="gamma"):
+        KDEGAN(g, d, KDE(LATENT), gamma=0.0)
