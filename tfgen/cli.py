@@ -2,9 +2,10 @@
 
     tfgen recipes                         list the named recipes
     tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S]
-    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS]
+    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS | --traverse ROWS]
     tfgen export RUN DIR [--overwrite]
     tfgen evaluate MODEL [--dataset NAME] [--metric parzen [--protocol li2015|goodfellow2014]]
+    tfgen evaluate MODEL --metric knn_kl | image (FID/KID/IS on LeNet features) | nn_distance
     tfgen evaluate --real --dataset mnist --metric parzen   (the Parzen ceiling: real images)
     tfgen zoo list | tfgen zoo publish RUN NAME
     tfgen demo [--out outputs/demo]
@@ -98,6 +99,23 @@ def cmd_sample(args):
                                       seed=args.seed, title=f"{source}: latent interpolation")
         print(f"wrote {args.out}")
         return
+    if args.traverse is not None:
+        if not args.out.endswith(".png"):
+            raise ValueError(f"--traverse draws a picture: --out must end in .png, got {args.out!r}")
+        import tfgen.data
+
+        model, source = _load_any(args.model, need_keras=True)
+        dataset = _dataset_of(args.model)
+        if dataset is None:
+            raise ValueError("cannot tell the dataset of this model, whose test images --traverse reverses")
+        test = tfgen.data.load_numpy(dataset, "test")
+        if len(test) < 2 * args.traverse:
+            raise ValueError(f"--traverse {args.traverse} needs {2 * args.traverse} test images")
+        picked = test[np.random.default_rng(args.seed).permutation(len(test))[:2 * args.traverse]]
+        out = plotting.manifold_traversal(model, picked[0::2], picked[1::2], args.out, steps=args.steps,
+                                          seed=args.seed, title=f"{source}: manifold traversal")
+        print(f"wrote {args.out} (reversal MSE per pixel {out['reconstruction_mse']:.4f})")
+        return
     model, source = _load_any(args.model)
     x = np.asarray(model.sample(args.n, seed=args.seed))
     out = args.out
@@ -143,7 +161,7 @@ def _keep_evaluation(args, name: str, result: dict):
 
 
 def cmd_evaluate(args):
-    from tfgen.trainers.evaluate import evaluate, knn_kl, parzen
+    from tfgen.trainers.evaluate import evaluate, image_scores, knn_kl, nearest_neighbour, parzen
 
     if args.real and args.model:
         raise ValueError("pass a model or --real, not both")
@@ -158,6 +176,15 @@ def cmd_evaluate(args):
         print(json.dumps(result, indent=1))
         _keep_evaluation(args, "knn_kl", result)
         return
+    if args.metric in ("image", "nn_distance"):
+        model = None if args.real else _load_any(args.model)[0]
+        if args.metric == "image":
+            result = image_scores(model, dataset, data_dir=args.data_dir, seed=args.seed)
+        else:
+            result = nearest_neighbour(model, dataset, data_dir=args.data_dir, seed=args.seed)
+        print(json.dumps(result, indent=1))
+        _keep_evaluation(args, args.metric, result)
+        return
     if args.metric == "parzen":
         model = None if args.real else _load_any(args.model)[0]
         train_split = None if args.real else _train_split_of(args.model)
@@ -170,7 +197,7 @@ def cmd_evaluate(args):
         _keep_evaluation(args, f"parzen-{args.protocol}", result)
         return
     if args.real:
-        raise ValueError("--real is only for --metric parzen or knn_kl")
+        raise ValueError("--real is only for --metric parzen, knn_kl, image or nn_distance")
     model, _ = _load_any(args.model)
     print(json.dumps(evaluate(model, dataset, seed=args.seed, data_dir=args.data_dir), indent=1))
 
@@ -222,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--interpolate", type=int, metavar="ROWS",
                    help="instead of samples, ROWS lines between pairs of codes (SGN Fig. 3c)")
-    s.add_argument("--steps", type=int, default=10, help="images per interpolation row")
+    s.add_argument("--traverse", type=int, metavar="ROWS",
+                   help="instead of samples, ROWS traversals between the reversed codes of two test "
+                        "images (the KDE-GAN paper's manifold traversal)")
+    s.add_argument("--steps", type=int, default=10, help="images per interpolation/traversal row")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("export", help="export a run's model.keras as a SavedModel")
@@ -233,13 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("evaluate", help="evaluate a model on its dataset")
     v.add_argument("model", nargs="?", help="zoo name, run dir, export dir or .keras file")
-    v.add_argument("--metric", default="default", choices=["default", "parzen", "knn_kl"],
+    v.add_argument("--metric", default="default",
+                   choices=["default", "parzen", "knn_kl", "image", "nn_distance"],
                    help="default: the run's own metric (modes, or MMD vs test); parzen: "
                         "Parzen-window log-likelihood of the test split; knn_kl: the WKV k-NN "
-                        "estimate of KL(test || model) (SGN's objective)")
+                        "estimate of KL(test || model) (SGN's objective); image: FID, KID and "
+                        "classifier IS on the zoo's LeNet features; nn_distance: mean L2 pixel "
+                        "distance of samples to their nearest training image (memorisation)")
     v.add_argument("--protocol", default="li2015", choices=["li2015", "goodfellow2014"])
     v.add_argument("--real", action="store_true",
-                   help="with --metric parzen or knn_kl: score real training images (the reference)")
+                   help="with --metric parzen, knn_kl, image or nn_distance: score real images "
+                        "(the reference)")
     v.add_argument("--dataset")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--data-dir")

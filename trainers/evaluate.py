@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import tfgen.data
+import tfgen.ops
 from tfgen import metrics
 
 
@@ -131,4 +132,63 @@ def knn_kl(model, dataset: str = "mnist", *, n: int = 10_000, k: int = 1, mode: 
         samples = np.asarray(model.sample(n, seed=seed))
         got = metrics.knn_kl(test, samples, k=k, mode=mode, return_details=True)
         result.update(kl=got["kl"], mean_log_ratio=got["mean_log_ratio"])
+    return result
+
+
+def image_scores(model, dataset: str = "mnist", *, n: int = 10_000, feature_network: str = "lenet-mnist",
+                 kid_subsets: int = 100, kid_subset_size: int = 1000, data_dir=None, seed: int = 0) -> dict:
+    """FID, KID and the classifier Inception Score of ``n`` samples against ``n``
+    test images, on the features of a classifier (METHODS.md 6(c): the offline
+    LeNet ``lenet-mnist`` from the zoo by default), beside the same scores for
+    ``n`` real training images: the floor a model equal to the data would get at
+    this sample size. ``model=None`` returns only that reference."""
+    net = metrics.FeatureNetwork.load(feature_network)
+    test = tfgen.data.load_numpy(dataset, "test", data_dir=data_dir)
+    n = min(int(n), len(test))
+    test_f = net.features(test[:n])
+    mu_t, s_t = metrics.feature_statistics(test_f)
+
+    def scores(images):
+        feats, probs = net.outputs(images)
+        mu, s = metrics.feature_statistics(feats)
+        kid_mean, kid_std = metrics.kid(test_f, feats, subsets=kid_subsets,
+                                        subset_size=min(kid_subset_size, n), seed=seed)
+        out = {"fid": metrics.frechet_distance(mu_t, s_t, mu, s), "kid": kid_mean, "kid_std": kid_std}
+        if probs is not None:
+            is_mean, is_std = metrics.inception_score(probs, splits=10)
+            out.update(inception_score=is_mean, inception_score_std=is_std)
+        return out
+
+    real = tfgen.data.load_numpy(dataset, f"train[:{n}]", data_dir=data_dir)
+    result = {"protocol": f"{n} samples vs {n} test images on {feature_network} features; "
+                          f"KID: cubic kernel, {kid_subsets} subsets of {min(kid_subset_size, n)}; "
+                          "IS: 10 splits",
+              "feature_network": feature_network, "real_train_images": scores(real)}
+    if model is not None:
+        result.update(scores(np.asarray(model.sample(n, seed=seed))))
+    return result
+
+
+def nearest_neighbour(model, dataset: str = "mnist", *, n: int = 10_000, backend: str = "scann",
+                      data_dir=None, seed: int = 0) -> dict:
+    """The KDE-GAN paper's memorisation check (App. Tab. 1): the mean L2 pixel
+    distance of ``n`` samples to their nearest training image, with the ANN
+    recall against exact search; beside it the same for ``n`` test images (what
+    unseen real data scores). ``model=None`` returns only that reference."""
+    train = tfgen.data.load_numpy(dataset, "train", data_dir=data_dir)
+    test = tfgen.data.load_numpy(dataset, "test", data_dir=data_dir)
+    index = tfgen.ops.make_index(backend, **({"num_leaves": 200, "num_leaves_to_search": 20}
+                                            if backend == "scann" else {}))
+    index.fit(train.reshape(len(train), -1))
+    n = min(int(n), len(test))
+
+    def score(x):
+        r = metrics.nearest_neighbour_distance(x, index=index, backend=backend, seed=seed)
+        return {"mean": r["mean"], "std": r["std"], "recall": r["recall"]}
+
+    result = {"protocol": f"L2 pixel distance ([0, 1] pixels) of {n} points to the nearest of "
+                          f"{len(train)} training images, {backend} search",
+              "test_images": score(test[:n])}
+    if model is not None:
+        result.update(score(np.asarray(model.sample(n, seed=seed))))
     return result
