@@ -59,3 +59,15 @@ def test_foreign_files_are_refused(tmp_path):
     tf.saved_model.save(M(), str(tmp_path / "foreign"))
     with pytest.raises(ValueError, match="not a tfgen export"):
         tfgen.load(tmp_path / "foreign")
+
+
+def test_feature_networks_are_listed_apart(monkeypatch, tmp_path):
+    (tmp_path / "lenet-x").mkdir()
+    (tmp_path / "lenet-x" / "card.json").write_text(json.dumps({"kind": "feature_network"}))
+    (tmp_path / "gan-x").mkdir()
+    (tmp_path / "gan-x" / "card.json").write_text(json.dumps({"metrics": {}}))
+    monkeypatch.setenv("TFGEN_ZOO_DIR", str(tmp_path))
+    assert [e["name"] for e in zoo.entries()] == ["gan-x"]
+    assert [e["name"] for e in zoo.entries("feature_network")] == ["lenet-x"]
+    with pytest.raises(ValueError, match="FeatureNetwork.load"):
+        tfgen.load("lenet-x")

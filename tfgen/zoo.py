@@ -23,14 +23,21 @@ def zoo_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[1] / "saved_models"
 
 
-def entries() -> list[dict]:
-    """The cards of all zoo entries, sorted by name."""
+def entries(kind: str | None = "generative_model") -> list[dict]:
+    """The cards of the zoo entries of one ``kind``, sorted by name.
+
+    ``"generative_model"`` (the default; a card without a ``kind``) or
+    ``"feature_network"`` (the classifiers the image metrics use, e.g.
+    ``lenet-mnist``); ``None`` for all.
+    """
     root = zoo_dir()
     cards = []
     if root.is_dir():
         for card in sorted(root.glob(f"*/{CARD}")):
             with open(card) as f:
-                cards.append({"name": card.parent.name, **json.load(f)})
+                entry = {"name": card.parent.name, **json.load(f)}
+            if kind is None or entry.get("kind", "generative_model") == kind:
+                cards.append(entry)
     return cards
 
 
@@ -43,7 +50,7 @@ def card(name: str) -> dict:
 def _entry_path(name: str) -> pathlib.Path:
     path = zoo_dir() / name
     if not (path / CARD).is_file():
-        known = [e["name"] for e in entries()]
+        known = [e["name"] for e in entries(kind=None)]
         hint = difflib.get_close_matches(name, known, n=1)
         raise ValueError(f"unknown zoo entry {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
                          + f" (known: {', '.join(known) or 'none'})")
@@ -66,6 +73,11 @@ def load(name_or_path, *, format: str = "saved_model"):
         if os.sep in str(name_or_path) or str(name_or_path).startswith("."):
             raise FileNotFoundError(f"no such file or directory: {str(name_or_path)!r}")
         path = _entry_path(str(name_or_path))
+    if (path / CARD).is_file():
+        kind = json.loads((path / CARD).read_text()).get("kind", "generative_model")
+        if kind == "feature_network":
+            raise ValueError(f"{str(name_or_path)!r} is a feature network for the image metrics, not a "
+                             "generative model: load it with tfgen.metrics.FeatureNetwork.load")
     if format == "keras":
         keras_file = path / "model.keras" if path.is_dir() else path
         if not keras_file.is_file():

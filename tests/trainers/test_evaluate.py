@@ -66,7 +66,7 @@ def test_cli_parzen_arguments(capsys):
     assert cli.main(["evaluate", "--metric", "parzen"]) == 2
     assert "or --real" in capsys.readouterr().err
     assert cli.main(["evaluate", "--real", "--dataset", "digits"]) == 2
-    assert "only for --metric parzen or knn_kl" in capsys.readouterr().err
+    assert "only for --metric parzen, knn_kl, image or nn_distance" in capsys.readouterr().err
 
 
 def test_knn_kl_evaluation_against_the_metric():
