@@ -161,7 +161,8 @@ def _keep_evaluation(args, name: str, result: dict):
 
 
 def cmd_evaluate(args):
-    from tfgen.trainers.evaluate import evaluate, image_scores, knn_kl, nearest_neighbour, parzen
+    from tfgen.trainers.evaluate import (evaluate, image_scores, knn_kl, latent_likelihood,
+                                         nearest_neighbour, parzen)
 
     if args.real and args.model:
         raise ValueError("pass a model or --real, not both")
@@ -175,6 +176,14 @@ def cmd_evaluate(args):
         result = knn_kl(model, dataset, data_dir=args.data_dir, seed=args.seed)
         print(json.dumps(result, indent=1))
         _keep_evaluation(args, "knn_kl", result)
+        return
+    if args.metric == "latent_likelihood":
+        if args.real:
+            raise ValueError("--metric latent_likelihood scores a model's codes; it has no --real form")
+        model = _load_any(args.model, need_keras=True)[0]
+        result = latent_likelihood(model, dataset, data_dir=args.data_dir, seed=args.seed)
+        print(json.dumps(result, indent=1))
+        _keep_evaluation(args, args.metric, result)
         return
     if args.metric in ("image", "nn_distance"):
         model = None if args.real else _load_any(args.model)[0]
@@ -264,12 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("evaluate", help="evaluate a model on its dataset")
     v.add_argument("model", nargs="?", help="zoo name, run dir, export dir or .keras file")
     v.add_argument("--metric", default="default",
-                   choices=["default", "parzen", "knn_kl", "image", "nn_distance"],
+                   choices=["default", "parzen", "knn_kl", "image", "nn_distance", "latent_likelihood"],
                    help="default: the run's own metric (modes, or MMD vs test); parzen: "
                         "Parzen-window log-likelihood of the test split; knn_kl: the WKV k-NN "
                         "estimate of KL(test || model) (SGN's objective); image: FID, KID and "
                         "classifier IS on the zoo's LeNet features; nn_distance: mean L2 pixel "
-                        "distance of samples to their nearest training image (memorisation)")
+                        "distance of samples to their nearest training image (memorisation); "
+                        "latent_likelihood: held-out code likelihood against KDE bandwidth (KDE-GAN)")
     v.add_argument("--protocol", default="li2015", choices=["li2015", "goodfellow2014"])
     v.add_argument("--real", action="store_true",
                    help="with --metric parzen, knn_kl, image or nn_distance: score real images "
