@@ -131,21 +131,24 @@ class GAN(GenerativeModel):
 
         # Discriminator step on (x, G(z)). Per-replica means divided by the
         # number of replicas sum to the global-batch mean (base.py).
+        # (scale_loss is the identity except under a LossScaleOptimizer, whose
+        # apply divides the gradients by the same scale.)
         x_gen = self.generator(z, training=True)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(x, training=True)
             fake_logits = self.discriminator(x_gen, training=True)
             d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
-            scaled = self._replica_scale(d_loss)
+            scaled = self.discriminator_optimizer.scale_loss(self._replica_scale(d_loss))
         self.discriminator_optimizer.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
 
         # Generator step on the same codes against the updated discriminator.
         with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(z, training=True), training=True)
-            g_loss = generator_loss(fake_logits, self.generator_loss)
-            scaled = self._replica_scale(g_loss)
+            g_logits = self.discriminator(self.generator(z, training=True), training=True)
+            g_loss = generator_loss(g_logits, self.generator_loss)
+            scaled = self.optimizer.scale_loss(self._replica_scale(g_loss))
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
 
+        # D(x) and D(G(z)) as the discriminator step saw them
         return self._track(d_loss=d_loss, g_loss=g_loss,
                            d_real=tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32))),
                            d_fake=tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32))),

@@ -6,6 +6,7 @@
     tfgen export RUN DIR [--overwrite]
     tfgen evaluate MODEL [--dataset NAME] [--metric parzen [--protocol li2015|goodfellow2014]]
     tfgen evaluate MODEL --metric knn_kl | image (FID/KID/IS on LeNet features) | nn_distance
+                         | latent_likelihood (KDE-GAN: held-out codes against KDE bandwidth)
     tfgen evaluate --real --dataset mnist --metric parzen   (the Parzen ceiling: real images)
     tfgen zoo list | tfgen zoo publish RUN NAME
     tfgen demo [--out outputs/demo]
@@ -91,7 +92,7 @@ def cmd_sample(args):
 
     if args.n <= 0:
         raise ValueError(f"-n must be positive, got {args.n}")
-    if args.interpolate is not None:
+    if args.interpolate is not None and args.traverse is None:
         if not args.out.endswith(".png"):
             raise ValueError(f"--interpolate draws a picture: --out must end in .png, got {args.out!r}")
         model, source = _load_any(args.model, need_keras=True)
@@ -99,7 +100,11 @@ def cmd_sample(args):
                                       seed=args.seed, title=f"{source}: latent interpolation")
         print(f"wrote {args.out}")
         return
+    if args.traverse is not None and args.interpolate is not None:
+        raise ValueError("pass --interpolate or --traverse, not both")
     if args.traverse is not None:
+        if args.traverse < 1:
+            raise ValueError(f"--traverse needs at least 1 row, got {args.traverse}")
         if not args.out.endswith(".png"):
             raise ValueError(f"--traverse draws a picture: --out must end in .png, got {args.out!r}")
         import tfgen.data

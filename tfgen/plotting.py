@@ -150,6 +150,8 @@ def manifold_traversal(model, starts, ends, path, *, steps: int = 10, reversal_s
     rows = len(starts)
     rev = ops.reverse(model.generator, np.concatenate([starts, ends]), steps=reversal_steps,
                       lr=reversal_lr, seed=seed)
+    if not np.all(np.isfinite(rev.codes.numpy())):
+        raise ValueError(f"the reversal diverged (non-finite codes) at lr {reversal_lr}: lower reversal_lr")
     z0, z1 = rev.codes[:rows], rev.codes[rows:]
     t = tf.reshape(tf.linspace(0.0, 1.0, steps), [1, steps, 1])
     z = tf.reshape((1.0 - t) * z0[:, None, :] + t * z1[:, None, :], [rows * steps, -1])

@@ -280,7 +280,11 @@ def test_fit_under_mirrored_strategy_with_gathered_codes():
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
         pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    # the session's one strategy: a second MirroredStrategy in one process can
+    # reuse collective instance keys and abort an unrelated later all-gather
+    from harness import two_replica_strategy
+
+    strategy = two_replica_strategy()
     codes = _codes(n=6)
     with strategy.scope():
         kde = KDE(DIM, capacity=10, bandwidth=0.2)
