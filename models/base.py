@@ -145,6 +145,11 @@ class GenerativeModel(keras.Model):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
+    def export_layers(self) -> list:
+        """The layers the serving signatures read (``generate`` and ``prior.sample``);
+        a subclass whose ``generate`` uses more adds them."""
+        return [self.generator, self.prior]
+
     def export(self, path, *, overwrite: bool = False, max_samples: int = 100_000):
         """Write a SavedModel servable by TF Serving (see ``tfgen.export.export_model``)."""
         from tfgen.export import export_model

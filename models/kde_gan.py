@@ -153,6 +153,19 @@ class KDEGAN(GAN):
         return {"n": n, "mean_steps": float(np.mean(steps)),
                 "mean_error": float(np.mean(np.concatenate(errors)))}
 
+    def with_prior_capacity(self, capacity: int) -> "KDEGAN":
+        """This model (the same generator and discriminator objects) with an
+        unfitted KDE prior of another ``capacity``: the size of the prior in
+        saved files and exports is ``capacity x latent_dim`` floats. Training
+        does not depend on it as long as it holds a batch; call
+        :meth:`fit_prior` on the result."""
+        prior = distributions.KDE.from_config({**self.prior.get_config(), "capacity": int(capacity)})
+        options = {k: v for k, v in self.get_config().items()
+                   if k not in ("generator", "discriminator", "prior", "prior_fit_size")}
+        model = KDEGAN(self.generator, self.discriminator, prior, **options)
+        model.prior.bandwidth.assign(self.prior.bandwidth)
+        return model
+
     def fit(self, *args, **kwargs):
         self.prior_fit_size = 0  # the steps refit the prior on their batches
         return super().fit(*args, **kwargs)

@@ -47,11 +47,21 @@ def export_model(model, path, *, overwrite: bool = False, max_samples: int = 100
         return {"x": model.generate(z, training=False)}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # Only what sampling reads: the generator and the prior (critics,
+    # discriminators and encoders stay out of the served artifact).
+    for layer in model.export_layers():
+        archive.track(layer)
     archive.add_endpoint("serving_default", serve_sample, input_signature=[
         tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int64, name="seed")])
     archive.add_endpoint("generate", serve_generate, input_signature=[
         tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
+    # Keras (3.10-3.12) saves every weight twice: once through these lists of
+    # Keras variables and once as the endpoints' captured tf.Variables
+    # (`_all_variables`). The endpoints need only the latter; dropping the
+    # lists halves the export (gan-mnist-mlp: 12 MB -> 6 MB).
+    trackable = archive._tf_trackable
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        setattr(trackable, name, [])
 
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)

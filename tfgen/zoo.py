@@ -88,7 +88,15 @@ def load(name_or_path, *, format: str = "saved_model"):
     return ExportedModel(str(path))
 
 
-def load_keras(path):
+def _copy_weights_only(src, dst):
+    """Copy a run's ``model.keras`` without its optimizer state (2-3x the weights
+    for Adam/RMSProp): the zoo keeps entries small. The copy loads uncompiled;
+    compile it to train further."""
+    model = load_keras(src, compile=False)
+    model.save(os.fspath(dst))
+
+
+def load_keras(path, *, compile: bool = True):
     """``keras.models.load_model`` in safe mode, with a clear error for non-tfgen files."""
     import zipfile
 
@@ -100,7 +108,7 @@ def load_keras(path):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path!r} is not a .keras file (not a zip archive)")
     try:
-        model = keras.models.load_model(path, safe_mode=True)
+        model = keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # keras raises many types for foreign or broken files
         raise ValueError(f"{path!r} could not be loaded as a tfgen model: {e}") from e
     from tfgen.models.base import GenerativeModel
@@ -129,7 +137,7 @@ def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}-", dir=zoo_dir()))
     try:
         shutil.copytree(run / "saved_model", tmp / "saved_model")
-        shutil.copy2(run / "model.keras", tmp / "model.keras")
+        _copy_weights_only(run / "model.keras", tmp / "model.keras")
         pictures = sorted((run / "samples").glob("epoch_*.png"))
         if pictures:  # the run's last sample picture, so a card has a face
             shutil.copy2(pictures[-1], tmp / "samples.png")

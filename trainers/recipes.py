@@ -186,7 +186,8 @@ _GAN_DCGAN = dict(generator=NetworkSpec("dcgan_generator", (), output_activation
 _GAN_MLP = dict(generator=NetworkSpec("mlp", (256, 512, 1024), activation="relu", output_activation="sigmoid",
                                       batch_norm=True),
                 critic=NetworkSpec("mlp", (512, 256), activation="leaky_relu"))
-_KDE_PRIOR = dict(prior="kde", prior_options={"capacity": 10_000, "bandwidth": 0.1})
+# 2000 codes of 200 floats: 1.6 MB in each of model.keras and the export
+_KDE_PRIOR = dict(prior="kde", prior_options={"capacity": 2000, "bandwidth": 0.1})
 _REVERSAL = {"reversal_steps": 50, "reversal_lr": 1.0, "threshold": 1e-4, "gamma": 1e-4,
              "init_scale": 1e-4}
 _DCGAN_TEXT = ("DCGAN sized for 28x28 on CPU: G 200 -> 7x7x128 -> 14x14x64 -> 28x28x1 (4x4 "
@@ -203,7 +204,7 @@ def _gan_mnist(name, method, nets, text, model_options=None):
     paper = ("KDE-GAN paper App. A: " if kde else "GAN baseline of the KDE-GAN paper, App. A: ")
     reversal = (f"; reversal lr 1.0, MMD threshold 1e-4, gamma 1e-4, z0 ~ N(0, 1e-8 I), at most "
                 f"{options.get('reversal_steps')} steps (paper: 50); KDE bandwidth 0.1 (unstated; "
-                "METHODS.md §3), 10,000 training codes in the final prior") if kde else ""
+                "METHODS.md §3), the codes of 2000 training images in the final prior") if kde else ""
     return Recipe(name, method, "mnist", batch_size=100, steps=1800, latent_dim=200,
                   optimizer=_GAN_OPT, steps_per_epoch=300, sample_every=2, model_options=options,
                   source=paper + "RMSProp 3e-4 (G and D), batch 100, z 200-d ~ N(0, I), non-saturating "

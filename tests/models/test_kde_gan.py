@@ -147,3 +147,14 @@ def test_bad_arguments():
         small = KDEGAN(g, d, KDE(LATENT, capacity=8))
         small.compile("sgd")
         small.train_on_batch(ring_data(16))
+
+
+def test_with_prior_capacity_keeps_the_networks():
+    model = make_kde_gan(capacity=64)()
+    model.train_on_batch(ring_data(64))
+    small = model.with_prior_capacity(20)
+    assert small.prior.capacity == 20 and int(small.prior.count) == 0
+    assert small.generator is model.generator and small.discriminator is model.discriminator
+    assert small.reversal_steps == model.reversal_steps
+    small.fit_prior(ring_data(40), batch_size=20)
+    assert int(small.prior.count) == 20
