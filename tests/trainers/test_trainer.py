@@ -116,3 +116,22 @@ def test_recipes_round_trip_as_data():
         assert recipes.Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
     with pytest.raises(ValueError, match="did you mean 'gram-mnist'"):
         recipes.get("gram-mnst")
+
+
+def test_kde_gan_run_fits_its_prior_before_saving_and_exporting(tmp_path):
+    """The Trainer reverses training images into the KDE prior before it writes
+    model.keras and the export, so both sample from codes of training images
+    (not from the last batch's), and the export equals the Keras model."""
+    r = recipes.Recipe("kde-gan-digits-test", "kde_gan", "digits", batch_size=50, steps=4, latent_dim=4,
+                       prior="kde", prior_options={"capacity": 120, "bandwidth": 0.1},
+                       generator=NetworkSpec("mlp", (16,), output_activation="sigmoid"),
+                       critic=NetworkSpec("mlp", (16,), activation="leaky_relu"),
+                       model_options={"reversal_steps": 3}, steps_per_epoch=2)
+    trainer = Trainer(r, tmp_path / "run", verbose=0, sample_pictures=False, evaluate_at_end=False)
+    trainer.run()
+    summary = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert summary["prior_fit"]["n"] == 120 and summary["prior_fit"]["mean_steps"] <= 3
+    model = tfgen.load(tmp_path / "run", format="keras")
+    assert int(model.prior.count) == 120 and model.prior_fit_size == 120
+    exported = tfgen.load(tmp_path / "run" / "saved_model")
+    np.testing.assert_allclose(exported.sample(8, seed=3), model.sample(8, seed=3), atol=1e-5)
