@@ -143,5 +143,27 @@ def test_latent_likelihood_favours_tiny_bandwidths_for_memorised_codes():
     assert result["best_bandwidth"] == 0.01
     means = [c["mean"] for c in result["curve"]]
     assert means[0] > means[1] > means[2]
-    with pytest.raises(ValueError, match="KDE prior"):
+    with pytest.raises(ValueError, match="generator and a prior"):
         evaluate.latent_likelihood(FixedSamples(test), "digits")
+
+
+def test_latent_likelihood_of_a_plain_generator_model():
+    """Models without a KDE prior (the GAN baseline of Fig. 10) get their
+    training codes by reversing training images; test codes are then not copies
+    of training codes, so the tiniest bandwidth does not win (it does when they
+    are: the test above)."""
+    import keras
+
+    from tfgen.distributions import Gaussian
+    from tfgen.models import GAN, networks
+
+    keras.utils.set_random_seed(0)
+    g = networks.mlp(3, (16,), (8, 8, 1), activation="tanh", output_activation="sigmoid")
+    model = GAN(g, networks.mlp((8, 8, 1), (16,), 1), Gaussian(3))
+    result = evaluate.latent_likelihood(model, "digits", n=40, n_train=60, batch_size=20,
+                                        bandwidths=(0.001, 0.01, 0.1, 1.0))
+    assert "60 training images" in result["protocol"] and "model_bandwidth" not in result
+    means = [c["mean"] for c in result["curve"]]
+    assert np.all(np.isfinite(means)) and result["best_bandwidth"] > 0.001
+    with pytest.raises(ValueError, match="bandwidths"):
+        evaluate.latent_likelihood(model, "digits", bandwidths=(0.0,))
