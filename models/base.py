@@ -131,6 +131,24 @@ class GenerativeModel(keras.Model):
         _, n = self._replicas()
         return loss if n == 1 else loss / n
 
+    def _compile_second_optimizer(self, attr: str, optimizer, network: keras.Model):
+        """For two-network methods (a critic or discriminator beside the
+        generator), after ``keras.Model.compile``: set ``self.<attr>`` to
+        ``optimizer`` (a fresh copy of the generator's when None), wrapped for
+        loss scaling under ``mixed_float16``, record it in the compile config
+        (so ``.keras`` files restore it), and build both optimizers' slots now,
+        inside any strategy scope the caller holds, each for its own network."""
+        if optimizer is None:
+            optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
+        optimizer = keras.optimizers.get(optimizer)
+        if self.dtype_policy.name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        setattr(self, attr, optimizer)
+        self._compile_config.config[attr] = optimizer
+        self.optimizer.build(self.generator.trainable_variables)
+        optimizer.build(network.trainable_variables)
+
     # ---- serialization and export --------------------------------------------
     def get_config(self):
         config = {"seed": self.seed, "name": self.name}

@@ -100,18 +100,7 @@ class GAN(GenerativeModel):
     # -- two optimizers, one compile ------------------------------------------------
     def compile(self, optimizer="rmsprop", discriminator_optimizer=None, **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
-        if discriminator_optimizer is None:
-            discriminator_optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
-        discriminator_optimizer = keras.optimizers.get(discriminator_optimizer)
-        if self.dtype_policy.name == "mixed_float16" and not isinstance(
-                discriminator_optimizer, keras.optimizers.LossScaleOptimizer):
-            discriminator_optimizer = keras.optimizers.LossScaleOptimizer(discriminator_optimizer)
-        self.discriminator_optimizer = discriminator_optimizer
-        self._compile_config.config["discriminator_optimizer"] = discriminator_optimizer
-        # Slots built now, inside any strategy scope the caller holds, each
-        # optimizer for its own network.
-        self.optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self._compile_second_optimizer("discriminator_optimizer", discriminator_optimizer, self.discriminator)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)

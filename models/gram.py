@@ -81,18 +81,7 @@ class GRAM(GenerativeModel):
     # -- two optimizers, one compile --------------------------------------------
     def compile(self, optimizer="adam", critic_optimizer=None, **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
-        if critic_optimizer is None:
-            critic_optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
-        critic_optimizer = keras.optimizers.get(critic_optimizer)
-        if self.dtype_policy.name == "mixed_float16" and not isinstance(
-                critic_optimizer, keras.optimizers.LossScaleOptimizer):
-            critic_optimizer = keras.optimizers.LossScaleOptimizer(critic_optimizer)
-        self.critic_optimizer = critic_optimizer
-        self._compile_config.config["critic_optimizer"] = critic_optimizer
-        # Build the optimizer slots now (inside any strategy scope the caller
-        # holds) and for the right variables: each optimizer sees one network.
-        self.optimizer.build(self.generator.trainable_variables)
-        self.critic_optimizer.build(self.critic.trainable_variables)
+        self._compile_second_optimizer("critic_optimizer", critic_optimizer, self.critic)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
