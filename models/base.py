@@ -95,11 +95,19 @@ class GenerativeModel(keras.Model):
             data = data[0]
         return tf.convert_to_tensor(data)
 
+    @property
+    def train_steps(self):
+        """The counter of ``train_step`` calls taken (a variable, checkpointed):
+        the generator optimizer's iterations, for methods with one generator
+        update per step. A method with several (the Level Set GAN) points it
+        at another optimizer. The ``Trainer`` counts steps with it."""
+        return self.optimizer.iterations
+
     def _step_seed(self, salt: int = 0):
         """A stateless seed for this training step: a function of the model's seed
-        and the optimizer's step counter, so a resumed run draws the same codes
-        as an uninterrupted one, and every replica draws the same ones."""
-        step = tf.cast(self.optimizer.iterations, tf.int32)
+        and its step counter, so a resumed run draws the same codes as an
+        uninterrupted one, and every replica draws the same ones."""
+        step = tf.cast(self.train_steps, tf.int32)
         return tf.stack([tf.constant(self.seed * 7919 + salt, tf.int32), step])
 
     @staticmethod
@@ -113,31 +121,47 @@ class GenerativeModel(keras.Model):
         ctx, n = self._replicas()
         return x if n == 1 else ctx.all_gather(x, axis=0)
 
-    def _sample_local_codes(self, local_batch, salt: int = 0):
-        """This replica's slice of the global batch of codes for this step.
+    def _sample_local(self, draw, local_batch, salt: int = 0):
+        """This replica's slice of a global batch drawn by ``draw(n, seed)``.
 
         The global batch is drawn with one seed on every replica and sliced,
-        so R replicas see exactly the codes one device would see.
+        so R replicas see exactly the draws one device would see.
         """
         ctx, n = self._replicas()
         if n == 1:
-            return self.prior.sample(local_batch, seed=self._step_seed(salt))
-        z = self.prior.sample(local_batch * n, seed=self._step_seed(salt))
+            return draw(local_batch, self._step_seed(salt))
+        full = draw(local_batch * n, self._step_seed(salt))
         start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local_batch
-        return z[start:start + local_batch]
+        return full[start:start + local_batch]
+
+    def _sample_local_codes(self, local_batch, salt: int = 0):
+        """This replica's slice of the global batch of codes for this step."""
+        return self._sample_local(lambda n, seed: self.prior.sample(n, seed=seed), local_batch, salt)
+
+    def _critic_slices(self, x, n_slices: int):
+        """Split this replica's batch into ``n_slices`` batches, one per critic
+        step, *strided* (``x[i::n_slices]``) rather than contiguous: with R
+        replicas each holding a contiguous block of the global batch (and the
+        block size a multiple of ``n_slices``), replica r's slice i is then
+        block r of the one-device slice i, so R replicas take exactly the
+        one-device steps."""
+        if n_slices == 1:
+            return [x]
+        return [x[i::n_slices] for i in range(n_slices)]
 
     def _replica_scale(self, loss):
         """``loss / num_replicas``: see the module docstring. Call it inside the tape."""
         _, n = self._replicas()
         return loss if n == 1 else loss / n
 
-    def _compile_second_optimizer(self, attr: str, optimizer, network: keras.Model):
+    def _compile_second_optimizer(self, attr: str, optimizer, network):
         """For two-network methods (a critic or discriminator beside the
         generator), after ``keras.Model.compile``: set ``self.<attr>`` to
         ``optimizer`` (a fresh copy of the generator's when None), wrapped for
         loss scaling under ``mixed_float16``, record it in the compile config
         (so ``.keras`` files restore it), and build both optimizers' slots now,
-        inside any strategy scope the caller holds, each for its own network."""
+        inside any strategy scope the caller holds, each for its own network
+        (``network``: a Keras model or a list of variables)."""
         if optimizer is None:
             optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
         optimizer = keras.optimizers.get(optimizer)
@@ -147,7 +171,7 @@ class GenerativeModel(keras.Model):
         setattr(self, attr, optimizer)
         self._compile_config.config[attr] = optimizer
         self.optimizer.build(self.generator.trainable_variables)
-        optimizer.build(network.trainable_variables)
+        optimizer.build(network.trainable_variables if isinstance(network, keras.Model) else list(network))
 
     # ---- serialization and export --------------------------------------------
     def get_config(self):

@@ -55,7 +55,7 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
-            self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
+            self.manager.save(checkpoint_number=int(self.model.train_steps))
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -70,7 +70,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for name, value in (logs or {}).items():
             if not math.isfinite(float(value)):
-                step = int(self.model.optimizer.iterations)
+                step = int(self.model.train_steps)
                 where = (f"; the last good checkpoint is kept in {self.checkpoint_dir}"
                          if self.checkpoint_dir else "")
                 raise FloatingPointError(

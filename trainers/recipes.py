@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from tfgen import distributions
-from tfgen.models import GAN, GRAM, KDEGAN, MMDNet, SGN, networks
+from tfgen.models import GAN, GRAM, KDEGAN, MMDGAN, SGN, WGANGP, LevelSetGAN, MMDNet, networks
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class NetworkSpec:
                                             output_activation=self.output_activation or "sigmoid")
         if self.kind == "dcgan_critic":
             return networks.dcgan_critic(input_shape, output_shape, base_filters=self.base_filters,
-                                         name=name)
+                                         batch_norm=self.batch_norm, name=name)
         raise ValueError(f"unknown network kind {self.kind!r}")
 
 
@@ -54,10 +54,11 @@ class OptimizerSpec:
     name: str = "adam"
     learning_rate: float = 1e-3
     beta_1: float = 0.9
+    beta_2: float = 0.999
 
     def build(self) -> keras.optimizers.Optimizer:
         if self.name == "adam":
-            return keras.optimizers.Adam(self.learning_rate, beta_1=self.beta_1)
+            return keras.optimizers.Adam(self.learning_rate, beta_1=self.beta_1, beta_2=self.beta_2)
         if self.name == "rmsprop":
             return keras.optimizers.RMSprop(self.learning_rate)
         if self.name == "sgd":
@@ -70,7 +71,7 @@ class Recipe:
     """One experiment: data, model, optimisation, length, seed."""
 
     name: str
-    method: str                      # "gram" | "mmd_net" | "sgn" | "gan" | "kde_gan"
+    method: str                      # gram, mmd_net, sgn, gan, kde_gan, level_set, wgan_gp, mmd_gan
     dataset: str
     batch_size: int
     steps: int                       # total optimizer steps
@@ -80,6 +81,7 @@ class Recipe:
     generator: NetworkSpec = NetworkSpec()
     critic: NetworkSpec | None = None
     critic_dim: int = 10
+    decoder: NetworkSpec | None = None  # MMD-GAN: critic features -> data
     model_options: dict = field(default_factory=dict)
     optimizer: OptimizerSpec = OptimizerSpec()
     critic_optimizer: OptimizerSpec | None = None
@@ -100,8 +102,9 @@ class Recipe:
     def from_dict(cls, d: dict) -> "Recipe":
         d = dict(d)
         d["generator"] = NetworkSpec(**{**d["generator"], "hidden": tuple(d["generator"]["hidden"])})
-        if d.get("critic"):
-            d["critic"] = NetworkSpec(**{**d["critic"], "hidden": tuple(d["critic"]["hidden"])})
+        for key in ("critic", "decoder"):
+            if d.get(key):
+                d[key] = NetworkSpec(**{**d[key], "hidden": tuple(d[key]["hidden"])})
         d["optimizer"] = OptimizerSpec(**d["optimizer"])
         if d.get("critic_optimizer"):
             d["critic_optimizer"] = OptimizerSpec(**d["critic_optimizer"])
@@ -144,6 +147,18 @@ def build_model(recipe: Recipe, data_shape) -> keras.Model:
         model = cls(generator, discriminator, prior, seed=recipe.seed, **recipe.model_options)
         model.compile(optimizer=recipe.optimizer.build(),
                       discriminator_optimizer=(recipe.critic_optimizer or recipe.optimizer).build())
+    elif recipe.method in ("level_set", "wgan_gp", "mmd_gan"):
+        if recipe.method == "mmd_gan":
+            critic = recipe.critic.build(out, recipe.critic_dim, "critic")
+            decoder = (recipe.decoder.build(recipe.critic_dim, out, "decoder")
+                       if recipe.decoder is not None else None)
+            model = MMDGAN(generator, critic, prior, decoder, seed=recipe.seed, **recipe.model_options)
+        else:
+            critic = recipe.critic.build(out, 1, "critic")
+            cls = LevelSetGAN if recipe.method == "level_set" else WGANGP
+            model = cls(generator, critic, prior, seed=recipe.seed, **recipe.model_options)
+        model.compile(optimizer=recipe.optimizer.build(),
+                      critic_optimizer=(recipe.critic_optimizer or recipe.optimizer).build())
     else:
         raise ValueError(f"unknown method {recipe.method!r}")
     return model
@@ -182,7 +197,7 @@ _GM_TEXT = "z ~ GM of 32 components, binary means in {0,1}^100 drawn at setup, s
 # gamma), z0 ~ N(0, (1e-4)^2 I), at most 50 steps (METHODS.md §3).
 _GAN_OPT = OptimizerSpec("rmsprop", 3e-4)
 _GAN_DCGAN = dict(generator=NetworkSpec("dcgan_generator", (), output_activation="sigmoid"),
-                  critic=NetworkSpec("dcgan_critic", ()))
+                  critic=NetworkSpec("dcgan_critic", (), batch_norm=True))
 _GAN_MLP = dict(generator=NetworkSpec("mlp", (256, 512, 1024), activation="relu", output_activation="sigmoid",
                                       batch_norm=True),
                 critic=NetworkSpec("mlp", (512, 256), activation="leaky_relu"))
@@ -192,7 +207,7 @@ _REVERSAL = {"reversal_steps": 50, "reversal_lr": 1.0, "threshold": 1e-4, "gamma
              "init_scale": 1e-4}
 _DCGAN_TEXT = ("DCGAN sized for 28x28 on CPU: G 200 -> 7x7x128 -> 14x14x64 -> 28x28x1 (4x4 "
                "stride-2 deconvs, BN, ReLU, sigmoid), D 28 -> 14x14x64 -> 7x7x128 (4x4 stride-2, "
-               "LeakyReLU 0.2) -> logit; the paper's 4x4x512-256-128-64 stack is for 32x32 images")
+               "BN after the second, LeakyReLU 0.2) -> logit; the paper's 4x4x512-256-128-64 stack is for 32x32 images")
 _MLP_TEXT = ("MLP variant for speed: G 200-256-512-1024-784 ReLU + BatchNorm, sigmoid; D 784-512-256-1 "
              "LeakyReLU 0.2 (without BatchNorm in G the 200-256-512 generator collapsed to one image "
              "in 1800 steps: MMD^2 vs test 0.43; with it 0.026 after 900 steps)")
@@ -212,7 +227,107 @@ def _gan_mnist(name, method, nets, text, model_options=None):
                   **(_KDE_PRIOR if kde else {}), **nets)
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in [
+# -- the ring of 8: one architecture for every method (the GRAM paper's GAN
+# baseline uses "the same exact architecture and hyperparameters" as GRAM),
+# each method's own published optimiser and loss settings where they exist.
+_RING_SOURCE = ("Ring of 8 (radius 2, std 0.2), G 20-d N(0, I) -> 100-100 ReLU -> 2 as gram-ring8, "
+                "batch 200 data points per generator step, 4000 steps; ")
+# Level Set GAN §4 trains the toy with 2-d uniform noise; its optimiser is RMSProp (Alg. 1),
+# rate and n_gen unstated (METHODS.md §4 rec.: WGAN's RMSProp 5e-5, n_gen = 5).
+_LEVEL_SET_TEXT = ("Level Set GAN §4 / Alg. 1: RMSProp, n_gen generator steps per critic step, scalar linear "
+                   "critic head, loss means instead of sums; rate and n_gen unstated (METHODS.md §4)")
+_WGAN_GP_TEXT = ("WGAN-GP (Gulrajani et al. 2017) Alg. 1: Adam 1e-4, beta1 0.5 / beta2 0.9 as their "
+                 "released code, n_critic = 5, eps ~ U[0, 1] per example; the critic has no BatchNorm")
+_MMD_GAN_TEXT = ("MMD-GAN (Li et al. 2017) code (METHODS.md §2): RMSProp 5e-5, n_critic = 5, encoder "
+                 "weights clipped to 0.01, lambda_rg 16, lambda_ae 8, kernels sigma 1-2-4-8-16 on the "
+                 "encoder's features; the 100-critic-step phases are not run (models/mmd_gan.py)")
+_RING_G = NetworkSpec("mlp", (100, 100))
+_RING_D = NetworkSpec("mlp", (100, 100), activation="leaky_relu")
+_RING_EXTRA = [
+    Recipe("gan-ring8", "gan", "ring8", batch_size=200, steps=4000, latent_dim=20,
+           generator=_RING_G, critic=_RING_D, optimizer=_ADAM_HALF, sample_every=10,
+           source=_RING_SOURCE + "GRAM paper §3.4: the GAN baseline with GRAM's architecture and "
+           "optimiser (Adam 1e-3, beta1 0.5), non-saturating loss, LeakyReLU discriminator."),
+    Recipe("kde-gan-ring8", "kde_gan", "ring8", batch_size=200, steps=4000, latent_dim=20,
+           generator=_RING_G, critic=_RING_D, optimizer=_ADAM_HALF, sample_every=10,
+           prior="kde", prior_options={"capacity": 2000, "bandwidth": 0.1},
+           model_options=dict(_REVERSAL),
+           source=_RING_SOURCE + "gan-ring8 with the KDE-GAN paper's Alg. 2: reversal lr 1.0, "
+           "tau = gamma = 1e-4, at most 50 steps, KDE bandwidth 0.1 over the batch's codes."),
+    Recipe("sgn-ring8", "sgn", "ring8", batch_size=200, steps=4000, latent_dim=20,
+           generator=_RING_G, model_options={"pool_size": 1000, "k": 1},
+           optimizer=OptimizerSpec("sgd", 0.2), sample_every=10,
+           source=_RING_SOURCE + "SGN §3's optimiser (SGD 0.2 on the globally normalised gradient), "
+           "k = 1, a fresh pool of N = 1000 samples every step."),
+    Recipe("level-set-ring8", "level_set", "ring8", batch_size=200, steps=4000, latent_dim=2,
+           prior="uniform", prior_options={"low": -1.0, "high": 1.0},
+           generator=_RING_G, critic=_RING_D, optimizer=OptimizerSpec("rmsprop", 5e-5),
+           model_options={"n_gen": 5}, sample_every=10,
+           source=_RING_SOURCE.replace("20-d N(0, I)", "2-d U[-1, 1] (the paper's toy noise)")
+           + _LEVEL_SET_TEXT + "."),
+    Recipe("wgan-gp-ring8", "wgan_gp", "ring8", batch_size=5 * 200, steps=4000, latent_dim=20,
+           generator=_RING_G, critic=NetworkSpec("mlp", (100, 100)),
+           optimizer=OptimizerSpec("adam", 1e-4, beta_1=0.5, beta_2=0.9),
+           model_options={"n_critic": 5, "gp_weight": 0.1}, sample_every=10,
+           source=_RING_SOURCE + _WGAN_GP_TEXT + "; lambda = 0.1, the value of their released toy "
+           "script (10 on images); a dataset batch of 5 x 200 (one per critic step)."),
+    Recipe("mmd-gan-ring8", "mmd_gan", "ring8", batch_size=6 * 200, steps=4000, latent_dim=20,
+           generator=_RING_G, critic=NetworkSpec("mlp", (100, 100)), critic_dim=10,
+           decoder=NetworkSpec("mlp", (100, 100)), optimizer=OptimizerSpec("rmsprop", 5e-5),
+           sample_every=10,
+           source=_RING_SOURCE + _MMD_GAN_TEXT + "; encoder 2-100-100-10, decoder 10-100-100-2; a "
+           "dataset batch of 6 x 200 (5 critic steps and the generator step)."),
+]
+
+# -- MNIST: DCGAN recipes (GPU-sized) and MLP variants (CPU-sized, as gan-mnist-mlp)
+_WGAN_DCGAN = dict(generator=NetworkSpec("dcgan_generator", (), output_activation="sigmoid"),
+                   critic=NetworkSpec("dcgan_critic", (), batch_norm=False))
+_WGAN_MLP = dict(generator=_GAN_MLP["generator"],
+                 critic=NetworkSpec("mlp", (512, 256), activation="leaky_relu"))
+_MNIST_ADV = [
+    Recipe("level-set-mnist", "level_set", "mnist", batch_size=64, steps=6000, latent_dim=100,
+           optimizer=OptimizerSpec("rmsprop", 5e-5), model_options={"n_gen": 5},
+           steps_per_epoch=300, sample_every=4, **_WGAN_DCGAN,
+           source=_LEVEL_SET_TEXT + "; the paper's MNIST run uses a DCGAN and Gaussian noise: "
+           "z 100-d N(0, I), batch 64 (WGAN's), 6000 critic steps. " + _DCGAN_TEXT.replace("200 ->", "100 ->")
+           + "; no BatchNorm in the critic."),
+    Recipe("level-set-mnist-mlp", "level_set", "mnist", batch_size=64, steps=6000, latent_dim=100,
+           optimizer=OptimizerSpec("rmsprop", 5e-5), model_options={"n_gen": 5},
+           steps_per_epoch=300, sample_every=4, **_WGAN_MLP,
+           source=_LEVEL_SET_TEXT + "; z 100-d N(0, I), batch 64, 6000 critic steps. " + _MLP_TEXT + "."),
+    Recipe("wgan-gp-mnist", "wgan_gp", "mnist", batch_size=5 * 50, steps=4000, latent_dim=128,
+           optimizer=OptimizerSpec("adam", 1e-4, beta_1=0.5, beta_2=0.9),
+           model_options={"n_critic": 5, "gp_weight": 10.0}, steps_per_epoch=200, sample_every=5,
+           **_WGAN_DCGAN,
+           source=_WGAN_GP_TEXT + "; lambda 10, batch 50 and z 128-d N(0, I) as their MNIST script, "
+           "4000 generator steps (their script: 200k); a dataset batch of 5 x 50. "
+           + _DCGAN_TEXT.replace("200 ->", "128 ->") + "; no BatchNorm in the critic."),
+    Recipe("wgan-gp-mnist-mlp", "wgan_gp", "mnist", batch_size=5 * 50, steps=4000, latent_dim=128,
+           optimizer=OptimizerSpec("adam", 1e-4, beta_1=0.5, beta_2=0.9),
+           model_options={"n_critic": 5, "gp_weight": 10.0}, steps_per_epoch=200, sample_every=5,
+           **_WGAN_MLP,
+           source=_WGAN_GP_TEXT + "; lambda 10, batch 50, z 128-d N(0, I), 4000 generator steps; "
+           "a dataset batch of 5 x 50. " + _MLP_TEXT + "."),
+    Recipe("mmd-gan-mnist", "mmd_gan", "mnist", batch_size=6 * 64, steps=4000, latent_dim=10,
+           generator=NetworkSpec("dcgan_generator", (), output_activation="sigmoid"),
+           critic=NetworkSpec("dcgan_critic", (), batch_norm=True), critic_dim=10,
+           decoder=NetworkSpec("dcgan_generator", (), output_activation="sigmoid"),
+           optimizer=OptimizerSpec("rmsprop", 5e-5), steps_per_epoch=200, sample_every=5,
+           source=_MMD_GAN_TEXT + "; z and features 10-d (their MNIST setting), batch 64, 4000 "
+           "generator steps; a dataset batch of 6 x 64. DCGAN G and decoder 10 -> 7x7x128 -> 14x14x64 "
+           "-> 28x28x1 (BN, ReLU, sigmoid), encoder 28 -> 14x14x64 -> 7x7x128 (BN, LeakyReLU) -> 10."),
+    Recipe("mmd-gan-mnist-mlp", "mmd_gan", "mnist", batch_size=6 * 64, steps=4000, latent_dim=10,
+           generator=_GAN_MLP["generator"],
+           critic=NetworkSpec("mlp", (512, 256), activation="leaky_relu"), critic_dim=10,
+           decoder=NetworkSpec("mlp", (256, 512), activation="relu", output_activation="sigmoid"),
+           optimizer=OptimizerSpec("rmsprop", 5e-5), steps_per_epoch=200, sample_every=5,
+           source=_MMD_GAN_TEXT + "; z and features 10-d, batch 64, 4000 generator steps; a dataset "
+           "batch of 6 x 64. G 10-256-512-1024-784 ReLU + BN, sigmoid; encoder 784-512-256-10 "
+           "LeakyReLU; decoder 10-256-512-784 ReLU, sigmoid."),
+]
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [*_RING_EXTRA, *_MNIST_ADV,
     _sgn_mnist("sgn-mnist-uniform", "uniform", _U01, 1000, _U_TEXT),
     _sgn_mnist("sgn-mnist-gm", "binary_mixture", _GM32, 1000, _GM_TEXT),
     _sgn_mnist("sgn-mnist-uniform-n5000", "uniform", _U01, 5000, _U_TEXT),

@@ -135,7 +135,7 @@ class Trainer:
         initial_step = 0
         if manager.latest_checkpoint:
             checkpoint_for(model).restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            initial_step = int(model.optimizer.iterations)
+            initial_step = int(model.train_steps)
             log.info("resuming %s from %s (step %d)", self.recipe.name, manager.latest_checkpoint, initial_step)
             if self.verbose:
                 print(f"resuming from step {initial_step} ({manager.latest_checkpoint})")
@@ -187,10 +187,10 @@ class Trainer:
                                  data=getattr(getattr(self, "sample_grid", None), "data", None),
                                  centers=self.info.get("centers"))
             grid.set_model(model)
-            grid.draw(int(model.optimizer.iterations) // self.spe)
+            grid.draw(int(model.train_steps) // self.spe)
             self.final_picture = grid.last_path
         summary = {"recipe": self.recipe.name, "seed": self.recipe.seed,
-                   "steps": int(model.optimizer.iterations), "dataset": self.recipe.dataset,
+                   "steps": int(model.train_steps), "dataset": self.recipe.dataset,
                    "train_seconds": round(getattr(self, "train_seconds", 0.0), 1),
                    "tfgen_version": tfgen.__version__}
         if prior_fit:
