@@ -1,5 +1,7 @@
 """Pictures: the latent-interpolation codes and grids."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,24 @@ def test_manifold_traversal_reverses_the_ends(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 0
     with pytest.raises(ValueError, match="one shape"):
         plotting.manifold_traversal(model, targets[:2], targets[:1], str(tmp_path / "u.png"))
+
+
+def test_latent_grid_codes_and_figure(tmp_path):
+    from tfgen.distributions import Gaussian, Uniform
+    from tfgen.models import GAN, networks
+
+    z = plotting.latent_grid_codes(Uniform(2, low=-1.0, high=1.0), n=5)
+    assert z.shape == (25, 2)
+    np.testing.assert_allclose(z[0], [-1, -1])
+    np.testing.assert_allclose(z[-1], [1, 1])
+    np.testing.assert_allclose(z[1], [-1, -0.5])  # row-major: the second coordinate moves first
+    np.testing.assert_allclose(plotting.latent_grid_codes(Gaussian(2), n=3)[:, 0], [-2] * 3 + [0] * 3 + [2] * 3)
+    with pytest.raises(ValueError, match="2-D latent"):
+        plotting.latent_grid_codes(Gaussian(3))
+    g = networks.mlp(2, (8,), 2)
+    model = GAN(g, networks.mlp(2, (8,), 1), Uniform(2))
+    path = plotting.latent_grid(model, str(tmp_path / "grid.png"), n=7, data=np.zeros((10, 2)))
+    assert os.path.getsize(path) > 1000
+    image_model = GAN(networks.mlp(2, (8,), (4, 4, 1)), networks.mlp((4, 4, 1), (8,), 1), Uniform(2))
+    with pytest.raises(ValueError, match="2-D data"):
+        plotting.latent_grid(image_model, str(tmp_path / "bad.png"))

@@ -2,7 +2,7 @@
 
     tfgen recipes                         list the named recipes
     tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S]
-    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS | --traverse ROWS]
+    tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS | --traverse ROWS | --grid N]
     tfgen export RUN DIR [--overwrite]
     tfgen evaluate MODEL [--dataset NAME] [--metric parzen [--protocol li2015|goodfellow2014]]
     tfgen evaluate MODEL --metric knn_kl | image (FID/KID/IS on LeNet features) | nn_distance
@@ -100,8 +100,23 @@ def cmd_sample(args):
                                       seed=args.seed, title=f"{source}: latent interpolation")
         print(f"wrote {args.out}")
         return
-    if args.traverse is not None and args.interpolate is not None:
-        raise ValueError("pass --interpolate or --traverse, not both")
+    if sum(a is not None for a in (args.interpolate, args.traverse, args.grid)) > 1:
+        raise ValueError("pass at most one of --interpolate, --traverse and --grid")
+    if args.grid is not None:
+        if not args.out.endswith(".png"):
+            raise ValueError(f"--grid draws a picture: --out must end in .png, got {args.out!r}")
+        import tfgen.data
+
+        model, source = _load_any(args.model, need_keras=True)
+        dataset = _dataset_of(args.model)
+        data = centers = None
+        if dataset is not None and tfgen.data.info(dataset).get("centers") is not None:
+            data = tfgen.data.load_numpy(dataset, "test", n=2000, seed=0)
+            centers = tfgen.data.info(dataset)["centers"]
+        plotting.latent_grid(model, args.out, n=args.grid, data=data, centers=centers,
+                             title=f"{source}: generator on a {args.grid}x{args.grid} latent grid")
+        print(f"wrote {args.out}")
+        return
     if args.traverse is not None:
         if args.traverse < 1:
             raise ValueError(f"--traverse needs at least 1 row, got {args.traverse}")
@@ -266,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--traverse", type=int, metavar="ROWS",
                    help="instead of samples, ROWS traversals between the reversed codes of two test "
                         "images (the KDE-GAN paper's manifold traversal)")
+    s.add_argument("--grid", type=int, metavar="N",
+                   help="instead of samples, the generator on an NxN grid of its 2-D latent space, "
+                        "drawn over the data (the Level Set GAN paper's toy figure)")
     s.add_argument("--steps", type=int, default=10, help="images per interpolation/traversal row")
     s.set_defaults(func=cmd_sample)
 

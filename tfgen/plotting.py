@@ -159,3 +159,61 @@ def manifold_traversal(model, starts, ends, path, *, steps: int = 10, reversal_s
     grid = np.concatenate([starts[:, None], decoded, ends[:, None]], axis=1)
     image_grid(grid.reshape((-1,) + starts.shape[1:]), path, ncols=steps + 2, title=title)
     return {"path": path, "reconstruction_mse": float(np.mean(rev.error))}
+
+
+def latent_grid_codes(prior, n: int = 21, low=None, high=None):
+    """An ``n x n`` regular grid over a 2-D latent box, ``(n * n, 2)``, row-major.
+
+    The box is the prior's support for a ``Uniform`` prior (``low``/``high``),
+    else ``[-2, 2]^2`` (two standard deviations of a standard Gaussian)."""
+    if prior.dim != 2:
+        raise ValueError(f"the latent grid needs a 2-D latent space, this model's has {prior.dim} dimensions")
+    if n < 2:
+        raise ValueError(f"the grid needs n >= 2 points per side, got {n}")
+    if low is None:
+        low = float(np.min(np.asarray(prior.low))) if hasattr(prior, "low") else -2.0
+    if high is None:
+        high = float(np.max(np.asarray(prior.high))) if hasattr(prior, "high") else 2.0
+    t = np.linspace(low, high, n, dtype=np.float32)
+    u, v = np.meshgrid(t, t, indexing="ij")
+    return np.stack([u.ravel(), v.ravel()], 1)
+
+
+def latent_grid(model, path, *, n: int = 21, data=None, centers=None, title: str | None = None,
+                lim: float | None = None) -> str:
+    """The Level Set GAN paper's toy picture (its Figs. 1 and 2, left): the
+    generator evaluated on a regular grid of its 2-D latent space, the images
+    of the grid lines drawn over the data. A generator that keeps the grid's
+    local structure and contracts it onto the modes draws dense knots at the
+    modes joined by stretched lines. Returns the path."""
+    if not hasattr(model, "prior"):
+        raise ValueError("the latent grid needs a Keras model with a prior (format='keras')")
+    z = latent_grid_codes(model.prior, n)
+    x = np.asarray(model.generate(z))
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"the latent grid draws 2-D data; this model generates shape {x.shape[1:]}")
+    grid = x.reshape(n, n, 2)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if data is not None:
+        data = np.asarray(data)
+        ax.scatter(data[:, 0], data[:, 1], s=2, c="#bbbbbb", label="data", rasterized=True)
+    for i in range(n):  # lines of constant z1, then of constant z2
+        ax.plot(grid[i, :, 0], grid[i, :, 1], c="#1f77b4", lw=0.6)
+        ax.plot(grid[:, i, 0], grid[:, i, 1], c="#1f77b4", lw=0.6)
+    ax.scatter(grid[..., 0].ravel(), grid[..., 1].ravel(), s=3, c="#1f77b4", label=f"G on a {n}x{n} grid")
+    if centers is not None:
+        centers = np.asarray(centers)
+        ax.scatter(centers[:, 0], centers[:, 1], marker="x", c="#d62728", s=30, label="modes")
+    if lim is None:
+        ref = data if data is not None else x
+        finite = ref[np.all(np.isfinite(ref), axis=1)]
+        lim = 1.3 * float(np.max(np.abs(finite))) if finite.size else 1.0
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    _save(fig, path)
+    return path
