@@ -14,8 +14,8 @@ the GRAM paper's MMD-GAN baseline) adds two terms and a constraint:
 * an **autoencoding** penalty: a decoder ``d`` maps features back to data and
   the critic subtracts ``lambda_ae * (mse(x, d(f(x))) + mse(g(z), d(f(g(z)))))``
   (``lambda_ae = 8``), so ``f`` stays injective;
-* the encoder's weights are **clipped** to ``[-0.01, 0.01]`` after each
-  critic step.
+* the encoder's weights (not the decoder's) are **clipped** to
+  ``[-0.01, 0.01]`` before each critic step.
 
 So, with ``mmd = sqrt(max(MMD^2_biased, 0))``,
 
@@ -146,6 +146,11 @@ class MMDGAN(GenerativeModel):
         return f_x, f_y, mmd, hinge
 
     def _critic_step(self, x, i):
+        if self.clip_value is not None:
+            # the code clamps the encoder *before* each critic step, so the
+            # generator step sees the last update unclamped
+            for v in self.critic.trainable_variables:
+                v.assign(tf.clip_by_value(v, -self.clip_value, self.clip_value))
         x_gen = self.generator(self._sample_local_codes(tf.shape(x)[0], salt=i), training=True)
         variables = self._critic_variables()
         with tf.GradientTape() as tape:
@@ -158,9 +163,6 @@ class MMDGAN(GenerativeModel):
             loss = -(mmd + self.lambda_rg * hinge) + self.lambda_ae * ae
             scaled = self.critic_optimizer.scale_loss(self._replica_scale(loss))
         self.critic_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        if self.clip_value is not None:
-            for v in self.critic.trainable_variables:
-                v.assign(tf.clip_by_value(v, -self.clip_value, self.clip_value))
         return loss, ae
 
     def train_step(self, data):
