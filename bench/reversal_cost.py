@@ -10,8 +10,8 @@ up, then called one step per call; the models are interleaved over ``--rounds``
 rounds (this machine's timing is noisy) and the medians are reported with the
 ratio to the GAN.
 
-    .venv/bin/python bench/kde_gan_cost.py                 # MLP, T in 5 20 50
-    .venv/bin/python bench/kde_gan_cost.py --arch dcgan --steps 3 --rounds 3
+    .venv/bin/python bench/reversal_cost.py                 # MLP, T in 5 20 50
+    .venv/bin/python bench/reversal_cost.py --arch dcgan --steps 3 --rounds 3
 
 Prints a Markdown table. A benchmark: never part of the test run.
 """
