@@ -97,11 +97,8 @@ def test_trains_on_user_array(tmp_path):
 
 
 def test_stop_on_non_finite_names_the_step():
-    class FakeOpt:
-        iterations = 120
-
     class FakeModel:
-        optimizer = FakeOpt()
+        train_steps = 120
 
     cb = StopOnNonFinite("runs/x/checkpoints")
     cb.set_model(FakeModel())
