@@ -61,7 +61,10 @@ def main(argv=None):
     import tfgen
     import tfgen.models  # noqa: F401  (registers the model classes for keras loading)
     from tfgen import plotting
-    from tfgen.trainers import evaluate
+    import importlib
+
+    # the module (tfgen.trainers re-exports its function of the same name)
+    evaluate = importlib.import_module("tfgen.trainers.evaluate")
 
     docs = pathlib.Path(args.out).parent
     docs.mkdir(parents=True, exist_ok=True)
