@@ -154,6 +154,19 @@ class GenerativeModel(keras.Model):
         _, n = self._replicas()
         return loss if n == 1 else loss / n
 
+    def _check_network(self, net, role: str, *, unit: str | None = None):
+        """Validate a second network (critic, discriminator) that reads data:
+        a Keras model taking the generator's output shape, and with ``unit``,
+        one output (``(n,)`` or ``(n, 1)``) per example."""
+        if not isinstance(net, keras.Model):
+            raise ValueError(f"{role} must be a keras.Model, got {type(net).__name__}")
+        if tuple(net.input_shape[1:]) != self.data_shape:
+            raise ValueError(f"the {role} takes inputs of shape {net.input_shape[1:]} but the "
+                             f"generator makes {self.data_shape}")
+        out = tuple(net.output_shape[1:])
+        if unit is not None and out not in ((), (1,)):
+            raise ValueError(f"the {role} must output one {unit} per example, got shape {out}")
+
     def _compile_second_optimizer(self, attr: str, optimizer, network):
         """For two-network methods (a critic or discriminator beside the
         generator), after ``keras.Model.compile``: set ``self.<attr>`` to

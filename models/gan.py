@@ -77,14 +77,7 @@ class GAN(GenerativeModel):
     def __init__(self, generator, discriminator, prior, *, generator_loss: str = "non_saturating",
                  label_smoothing: float = 0.0, seed: int = 0, **kwargs):
         super().__init__(generator, prior, seed=seed, **kwargs)
-        if not isinstance(discriminator, keras.Model):
-            raise ValueError(f"discriminator must be a keras.Model, got {type(discriminator).__name__}")
-        if tuple(discriminator.input_shape[1:]) != self.data_shape:
-            raise ValueError(f"the discriminator takes inputs of shape {discriminator.input_shape[1:]} "
-                             f"but the generator makes {self.data_shape}")
-        out = tuple(discriminator.output_shape[1:])
-        if out not in ((), (1,)):
-            raise ValueError(f"the discriminator must output one logit per example, got shape {out}")
+        self._check_network(discriminator, "discriminator", unit="logit")
         if generator_loss not in GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
         if not 0.0 <= label_smoothing < 1.0:

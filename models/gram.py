@@ -58,11 +58,7 @@ class GRAM(GenerativeModel):
                  eps: float = 1e-3, lam: float = 1.0, positivity: str = "sum",
                  clip_ratio: bool = False, gram_dtype: str = "float64", seed: int = 0, **kwargs):
         super().__init__(generator, prior, seed=seed, **kwargs)
-        if not isinstance(critic, keras.Model):
-            raise ValueError(f"critic must be a keras.Model, got {type(critic).__name__}")
-        if tuple(critic.input_shape[1:]) != self.data_shape:
-            raise ValueError(f"the critic takes inputs of shape {critic.input_shape[1:]} but the "
-                             f"generator makes {self.data_shape}")
+        self._check_network(critic, "critic")
         if positivity not in POSITIVITY:
             raise ValueError(f"positivity must be 'sum' or 'mean', got {positivity!r}")
         if eps < 0:

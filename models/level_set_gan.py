@@ -72,14 +72,7 @@ class LevelSetGAN(GenerativeModel):
     def __init__(self, generator, critic, prior, *, n_gen: int = 5, clip_value: float | None = None,
                  bounded_head: bool = False, seed: int = 0, **kwargs):
         super().__init__(generator, prior, seed=seed, **kwargs)
-        if not isinstance(critic, keras.Model):
-            raise ValueError(f"critic must be a keras.Model, got {type(critic).__name__}")
-        if tuple(critic.input_shape[1:]) != self.data_shape:
-            raise ValueError(f"the critic takes inputs of shape {critic.input_shape[1:]} but the "
-                             f"generator makes {self.data_shape}")
-        out = tuple(critic.output_shape[1:])
-        if out not in ((), (1,)):
-            raise ValueError(f"the Level Set critic must output one scalar per example, got shape {out}")
+        self._check_network(critic, "critic", unit="scalar")
         if int(n_gen) < 1:
             raise ValueError(f"n_gen must be >= 1, got {n_gen}")
         if clip_value is not None and not clip_value > 0:

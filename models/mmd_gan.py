@@ -86,11 +86,7 @@ class MMDGAN(GenerativeModel):
                  n_critic: int = 5, lambda_rg: float = 16.0, lambda_ae: float = 8.0,
                  clip_value: float | None = 0.01, seed: int = 0, **kwargs):
         super().__init__(generator, prior, seed=seed, **kwargs)
-        if not isinstance(critic, keras.Model):
-            raise ValueError(f"critic must be a keras.Model, got {type(critic).__name__}")
-        if tuple(critic.input_shape[1:]) != self.data_shape:
-            raise ValueError(f"the critic takes inputs of shape {critic.input_shape[1:]} but the "
-                             f"generator makes {self.data_shape}")
+        self._check_network(critic, "critic")
         if decoder is not None:
             if not isinstance(decoder, keras.Model):
                 raise ValueError(f"decoder must be a keras.Model or None, got {type(decoder).__name__}")

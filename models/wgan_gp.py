@@ -99,14 +99,7 @@ class WGANGP(GenerativeModel):
     def __init__(self, generator, critic, prior, *, n_critic: int = 5, gp_weight: float = 10.0,
                  seed: int = 0, **kwargs):
         super().__init__(generator, prior, seed=seed, **kwargs)
-        if not isinstance(critic, keras.Model):
-            raise ValueError(f"critic must be a keras.Model, got {type(critic).__name__}")
-        if tuple(critic.input_shape[1:]) != self.data_shape:
-            raise ValueError(f"the critic takes inputs of shape {critic.input_shape[1:]} but the "
-                             f"generator makes {self.data_shape}")
-        if tuple(critic.output_shape[1:]) not in ((), (1,)):
-            raise ValueError(f"the critic must output one score per example, got shape "
-                             f"{tuple(critic.output_shape[1:])}")
+        self._check_network(critic, "critic", unit="score")
         if _has_batch_norm(critic):
             raise ValueError("the WGAN-GP critic must not use BatchNormalization: the gradient "
                              "penalty is per example (Gulrajani et al. §4); build it without "

@@ -56,14 +56,19 @@ def scatter(samples, path, *, data=None, centers=None, title: str | None = None,
     if centers is not None:
         centers = np.asarray(centers)
         ax.scatter(centers[:, 0], centers[:, 1], marker="x", c="#d62728", s=30, label="modes")
+    return _finish_2d(fig, ax, path, data if data is not None else samples, lim, title, markerscale=3)
+
+
+def _finish_2d(fig, ax, path, ref, lim, title, markerscale):
+    """Square axes of half-width ``lim`` (default 1.3x the largest finite
+    coordinate of ``ref``), legend and title; saves and returns the path."""
     if lim is None:
-        ref = data if data is not None else samples
         finite = ref[np.all(np.isfinite(ref), axis=1)]
         lim = 1.3 * float(np.max(np.abs(finite))) if finite.size else 1.0
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    ax.legend(loc="upper right", fontsize=7, markerscale=markerscale)
     if title:
         ax.set_title(title, fontsize=9)
     _save(fig, path)
@@ -205,15 +210,4 @@ def latent_grid(model, path, *, n: int = 21, data=None, centers=None, title: str
     if centers is not None:
         centers = np.asarray(centers)
         ax.scatter(centers[:, 0], centers[:, 1], marker="x", c="#d62728", s=30, label="modes")
-    if lim is None:
-        ref = data if data is not None else x
-        finite = ref[np.all(np.isfinite(ref), axis=1)]
-        lim = 1.3 * float(np.max(np.abs(finite))) if finite.size else 1.0
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=7, markerscale=2)
-    if title:
-        ax.set_title(title, fontsize=9)
-    _save(fig, path)
-    return path
+    return _finish_2d(fig, ax, path, data if data is not None else x, lim, title, markerscale=2)

@@ -100,8 +100,10 @@ def test_step_matches_manual_algorithm_1():
     logs = model.train_on_batch(x, return_dict=True)
     np.testing.assert_allclose(logs["critic_loss"], float(loss), rtol=1e-5)
     np.testing.assert_allclose(logs["g_loss"], float(g_loss), rtol=1e-5)
+    # the double backward pass reorders float32 sums between runs on a
+    # multi-threaded CPU; a wrong slice, code or eps moves weights by >= 1e-4
     for a, b in zip(model.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_linear_critic_reaches_the_closed_form_optimum():
