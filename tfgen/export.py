@@ -7,6 +7,8 @@ Signatures (``saved_model_cli show --all`` lists them):
   variables) and generates. ``n`` must lie in ``[0, max_samples]``; a request
   outside is refused by the signature with ``InvalidArgumentError``.
 * ``generate(z: float32 (None, latent_dim)) -> {"x": (None, *data_shape)}``.
+* models that define ``export_endpoints()`` add theirs, e.g. IML's
+  ``log_prob(x: float32 (None, *data_shape)) -> {"log_prob": (None,)}``.
 
 The export is written beside its destination and renamed into place, so an
 interrupted export never leaves a half-written model where a good one was.
@@ -55,6 +57,9 @@ def export_model(model, path, *, overwrite: bool = False, max_samples: int = 100
         tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int64, name="seed")])
     archive.add_endpoint("generate", serve_generate, input_signature=[
         tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
+    extra = model.export_endpoints() if hasattr(model, "export_endpoints") else {}
+    for name, (fn, signature) in extra.items():
+        archive.add_endpoint(name, fn, input_signature=signature)
     # Keras (3.10-3.12) saves every weight twice: once through these lists of
     # Keras variables and once as the endpoints' captured tf.Variables
     # (`_all_variables`). The endpoints need only the latter; dropping the
@@ -71,7 +76,7 @@ def export_model(model, path, *, overwrite: bool = False, max_samples: int = 100
         archive.write_out(target, verbose=False)
         info = {"class": type(model).__name__, "latent_dim": latent_dim,
                 "data_shape": list(model.data_shape), "max_samples": max_samples,
-                "signatures": ["serving_default", "generate"], "tfgen_format": 1}
+                "signatures": ["serving_default", "generate", *extra], "tfgen_format": 1}
         with open(os.path.join(target, EXPORT_INFO), "w") as f:
             json.dump(info, f, indent=1)
         _atomic_replace(target, path)
@@ -93,7 +98,8 @@ def _atomic_replace(src: str, dst: str):
 
 
 class ExportedModel:
-    """A loaded export: ``sample(n, seed)`` and ``generate(z)`` as NumPy, no model code needed."""
+    """A loaded export: ``sample(n, seed)``, ``generate(z)`` (and ``log_prob(x)``
+    where the model has it) as NumPy, no model code needed."""
 
     def __init__(self, path: str):
         path = os.fspath(path)
@@ -116,6 +122,12 @@ class ExportedModel:
 
     def generate(self, z):
         return self._obj.signatures["generate"](z=tf.convert_to_tensor(z, tf.float32))["x"].numpy()
+
+    def log_prob(self, x):
+        """The model's log-likelihood of ``x``, for exports that have it (IML)."""
+        if "log_prob" not in self.info.get("signatures", ()):
+            raise ValueError(f"the {self.info['class']} export at {self.path!r} has no log_prob signature")
+        return self._obj.signatures["log_prob"](x=tf.convert_to_tensor(x, tf.float32))["log_prob"].numpy()
 
     def __repr__(self):
         return f"ExportedModel({self.info['class']}, path={self.path!r})"

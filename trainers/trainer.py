@@ -153,9 +153,10 @@ class Trainer:
         return model
 
     def fit_learned_prior(self):
-        """Models with a learned prior (``fit_prior``: the KDE-GAN) fit it on the
-        training images before they are saved, so the export samples from it.
-        The images are a seeded shuffle of the training split."""
+        """Models with a learned prior (``fit_prior``: the KDE-GAN, IML) fit it
+        on the training examples before they are saved, so the export samples
+        from it. The examples are a seeded shuffle of the training split, cut
+        to the model's ``prior_fit_size`` (IML) or the prior's ``capacity`` (KDE)."""
         model = self.model
         if not hasattr(model, "fit_prior"):
             return None
@@ -164,13 +165,15 @@ class Trainer:
             x = self._array
         else:
             x = tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
-        x = x[np.random.default_rng(r.seed).permutation(len(x))[:model.prior.capacity]]
+        size = getattr(model, "prior_fit_size", 0) or getattr(model.prior, "capacity", 0) or len(x)
+        x = x[np.random.default_rng(r.seed).permutation(len(x))[:size]]
         t0 = time.time()
         stats = model.fit_prior(x, seed=r.seed, verbose=self.verbose == 1)
         stats["seconds"] = round(time.time() - t0, 1)
         if self.verbose:
-            print(f"prior fitted on {stats['n']} training codes "
-                  f"({stats['mean_steps']:.1f} reversal steps per batch, {stats['seconds']} s)")
+            detail = (f", {stats['mean_steps']:.1f} reversal steps per batch" if "mean_steps" in stats else
+                      f", mean log-likelihood {stats['log_likelihood']:.3f}" if "log_likelihood" in stats else "")
+            print(f"prior fitted on {stats['n']} training codes ({stats['seconds']} s{detail})")
         return stats
 
     def finish(self):
