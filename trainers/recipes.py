@@ -15,13 +15,15 @@ from typing import Any
 import keras
 
 from tfgen import distributions
-from tfgen.models import GAN, GRAM, KDEGAN, MMDGAN, SGN, WGANGP, LevelSetGAN, MMDNet, networks
+from tfgen.models import GAN, GRAM, IML, KDEGAN, MMDGAN, SGN, VAE, WGANGP, LevelSetGAN, MMDNet, networks
+from tfgen.models.iml import invertible_perceptron
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
     """How to build one network. ``kind``: ``mlp``, ``mnist_conv_critic``,
-    ``dcgan_generator``, ``dcgan_critic``; ``hidden``/``activation``/... are
+    ``dcgan_generator``, ``dcgan_critic``, ``invertible_perceptron`` (IML);
+    ``hidden``/``activation``/... are
     the builder's arguments (see ``tfgen.models.networks``)."""
 
     kind: str = "mlp"
@@ -31,8 +33,12 @@ class NetworkSpec:
     batch_norm: bool = False
     output_dim: int | None = None  # critics: feature dimension K
     base_filters: int = 64         # DCGAN builders: filters of the widest-resolution layer
+    preset: str = "code"           # invertible_perceptron: "code" | "paper" activation constants
 
     def build(self, input_shape, output_shape, name):
+        if self.kind == "invertible_perceptron":
+            shape = (output_shape,) if isinstance(output_shape, int) else output_shape
+            return invertible_perceptron(input_shape, shape, hidden=self.hidden[0], preset=self.preset, name=name)
         if self.kind == "mlp":
             return networks.mlp(input_shape, self.hidden, output_shape, activation=self.activation,
                                 output_activation=self.output_activation,
@@ -71,17 +77,18 @@ class Recipe:
     """One experiment: data, model, optimisation, length, seed."""
 
     name: str
-    method: str                      # gram, mmd_net, sgn, gan, kde_gan, level_set, wgan_gp, mmd_gan
+    method: str                      # gram, mmd_net, sgn, gan, kde_gan, level_set, wgan_gp, mmd_gan, iml, vae
     dataset: str
     batch_size: int
     steps: int                       # total optimizer steps
     latent_dim: int
-    prior: str = "gaussian"          # "gaussian" | "uniform" | "binary_mixture" | "kde"
+    prior: str = "gaussian"          # "gaussian" | "uniform" | "binary_mixture" | "kde" | "gmm"
     prior_options: dict = field(default_factory=dict)
     generator: NetworkSpec = NetworkSpec()
     critic: NetworkSpec | None = None
     critic_dim: int = 10
     decoder: NetworkSpec | None = None  # MMD-GAN: critic features -> data
+    encoder: NetworkSpec | None = None  # VAE (data -> 2K), IML with a general autoencoder (data -> K)
     model_options: dict = field(default_factory=dict)
     optimizer: OptimizerSpec = OptimizerSpec()
     critic_optimizer: OptimizerSpec | None = None
@@ -102,7 +109,7 @@ class Recipe:
     def from_dict(cls, d: dict) -> "Recipe":
         d = dict(d)
         d["generator"] = NetworkSpec(**{**d["generator"], "hidden": tuple(d["generator"]["hidden"])})
-        for key in ("critic", "decoder"):
+        for key in ("critic", "decoder", "encoder"):
             if d.get(key):
                 d[key] = NetworkSpec(**{**d[key], "hidden": tuple(d[key]["hidden"])})
         d["optimizer"] = OptimizerSpec(**d["optimizer"])
@@ -120,8 +127,10 @@ def build_prior(recipe: Recipe) -> distributions.Prior:
         return distributions.BinaryMeanMixture(recipe.latent_dim, **recipe.prior_options)
     if recipe.prior == "kde":
         return distributions.KDE(recipe.latent_dim, **recipe.prior_options)
+    if recipe.prior == "gmm":
+        return distributions.GaussianMixture(recipe.latent_dim, **recipe.prior_options)
     raise ValueError(f"unknown prior {recipe.prior!r}; expected 'gaussian', 'uniform', "
-                     "'binary_mixture' or 'kde'")
+                     "'binary_mixture', 'kde' or 'gmm'")
 
 
 def build_model(recipe: Recipe, data_shape) -> keras.Model:
@@ -159,12 +168,21 @@ def build_model(recipe: Recipe, data_shape) -> keras.Model:
             model = cls(generator, critic, prior, seed=recipe.seed, **recipe.model_options)
         model.compile(optimizer=recipe.optimizer.build(),
                       critic_optimizer=(recipe.critic_optimizer or recipe.optimizer).build())
+    elif recipe.method == "iml":
+        encoder = recipe.encoder.build(out, recipe.latent_dim, "encoder") if recipe.encoder else None
+        model = IML(generator, prior, encoder, seed=recipe.seed, **recipe.model_options)
+        model.compile(optimizer=recipe.optimizer.build())
+    elif recipe.method == "vae":
+        encoder = recipe.encoder.build(out, 2 * recipe.latent_dim, "encoder")
+        model = VAE(generator, prior, encoder, seed=recipe.seed, **recipe.model_options)
+        model.compile(optimizer=recipe.optimizer.build())
     else:
         raise ValueError(f"unknown method {recipe.method!r}")
     return model
 
 
 _ADAM_HALF = OptimizerSpec("adam", 1e-3, beta_1=0.5)
+_IML_GMM = {"n_components": 30, "n_init": 20, "max_iter": 200, "init": "kmeans"}
 _RING_NETS = dict(generator=NetworkSpec("mlp", (100, 100)), critic=NetworkSpec("mlp", (100, 100)))
 _MNIST_G = NetworkSpec("mlp", (600, 600, 800), activation="relu", output_activation="sigmoid",
                        batch_norm=True)
@@ -403,6 +421,32 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [*_RING_EXTRA, *_MNIST_ADV,
            model_options={"bandwidths": [1.0, 2.0, 5.0]}, optimizer=OptimizerSpec("rmsprop", 1e-3),
            steps_per_epoch=100, sample_every=10,
            source="Demo-sized MMD-net on scikit-learn's 8x8 digits."),
+    # IML paper §4.1 and its code (METHODS.md §5): invertible perceptron K -> 600 -> 784
+    # ("code" activation constants), Adam 1e-3, batch 3000, 250 epochs of 60k images;
+    # GMM of 30 full-covariance components (k-means init, 20 restarts, 200 iterations)
+    # on the codes of the first 3000 (shuffled) training images.
+    Recipe("iml-mnist", "iml", "mnist", batch_size=3000, steps=250 * 20, latent_dim=20,
+           prior="gmm", prior_options=_IML_GMM,
+           generator=NetworkSpec("invertible_perceptron", (600,), preset="code"),
+           model_options={"prior_fit_size": 3000}, optimizer=OptimizerSpec("adam", 1e-3),
+           steps_per_epoch=20, sample_every=50,
+           source="IML §4.1 + reference code (NF_changedim, test_mnist_all.py): K=20, Adam 1e-3, "
+                  "batch 3000, 250 epochs, W ~ N(0,1); GMM(30, full, n_init=20, max_iter=200) on the "
+                  "first 3000 codes. Not run: the code's ReduceLROnPlateau(0.8, patience 100)."),
+    Recipe("vae-mnist", "vae", "mnist", batch_size=100, steps=50 * 600, latent_dim=20,
+           generator=NetworkSpec("mlp", (600,), activation="tanh", output_activation="sigmoid"),
+           encoder=NetworkSpec("mlp", (600,), activation="tanh"),
+           optimizer=OptimizerSpec("adam", 1e-3), steps_per_epoch=600, sample_every=10,
+           source="IML §4.1 VAE baseline: decoder K -> 600 (tanh) -> 784 (sigmoid), mirrored encoder "
+                  "784 -> 600 -> 2K, Bernoulli likelihood, Adam (rate and length unstated: 1e-3, "
+                  "50 epochs of batch 100)."),
+    Recipe("iml-digits", "iml", "digits", batch_size=500, steps=2000, latent_dim=8,
+           prior="gmm", prior_options={"n_components": 10, "n_init": 5, "max_iter": 200, "init": "kmeans"},
+           generator=NetworkSpec("invertible_perceptron", (48,), preset="code"),
+           model_options={"prior_fit_size": 0}, optimizer=OptimizerSpec("adam", 1e-2),
+           steps_per_epoch=100, sample_every=10,
+           source="Demo-sized IML on scikit-learn's 8x8 digits: invertible perceptron 8 -> 48 -> 64, "
+                  "GMM of 10 full-covariance components on all 1500 training codes."),
 ]}
 
 

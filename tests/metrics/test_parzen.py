@@ -227,3 +227,44 @@ def test_warns_on_0_255_pixels(tiny, recwarn):
     recwarn.clear()
     parzen_log_likelihood(samples, test, 0.2)  # [0, 1] data: silent
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+# ---- the IML paper's "KDE score" ----------------------------------------------------------------
+def test_iml_kde_score_by_hand():
+    """Two samples, two test points in 2-D, sigma 0.5: the score is
+    mean_i log sum_j N(x_i; mu_j, sigma^2 I) (no -log N), by hand."""
+    from tfgen.metrics import iml_kde_score
+
+    mu = np.array([[0.0, 0.0], [1.0, 0.0]])
+    x = np.array([[0.0, 0.5], [1.0, 1.0]])
+    s = 0.5
+
+    def pdf(a, b):
+        return np.exp(-np.sum((a - b) ** 2) / (2 * s * s)) / (2 * np.pi * s * s)
+
+    expected = np.mean([np.log(pdf(xi, mu[0]) + pdf(xi, mu[1])) for xi in x])
+    out = iml_kde_score(mu, x, sigma=s, n_samples=2, n_draws=1)
+    np.testing.assert_allclose(out["score"], expected, rtol=1e-12)
+    np.testing.assert_allclose(out["parzen_comparable"], expected - np.log(2), rtol=1e-12)
+
+
+def test_iml_kde_score_draws_and_seeds():
+    from tfgen.metrics import iml_kde_score
+
+    rng = np.random.default_rng(0)
+    test = rng.random((20, 3))
+    seeds = []
+
+    def sample(n, seed):
+        seeds.append(seed)
+        return np.random.default_rng(seed).random((n, 3))
+
+    out = iml_kde_score(sample, test, sigma=0.3, n_samples=50, n_draws=3, seed=7)
+    assert seeds == [7, 8, 9]
+    per = [parzen_log_likelihood(np.random.default_rng(r).random((50, 3)), test, 0.3)["mean"] + np.log(50)
+           for r in (7, 8, 9)]
+    np.testing.assert_allclose(out["per_draw"], per, rtol=1e-12)
+    np.testing.assert_allclose(out["score"], np.mean(per), rtol=1e-12)
+    np.testing.assert_allclose(out["std"], np.std(per), rtol=1e-9)
+    with pytest.raises(ValueError, match="n_draws \\* n_samples"):
+        iml_kde_score(np.zeros((10, 3)), test, n_samples=50, n_draws=3)

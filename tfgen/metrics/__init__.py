@@ -7,12 +7,12 @@ Uses :mod:`tfgen.ops`; :mod:`tfgen.data` is imported lazily, only by
 from tfgen.metrics.image import (classifier_inception_score, feature_statistics, fid, frechet_distance,
                                  inception_score, kid, nearest_neighbour_distance, polynomial_mmd2)
 from tfgen.metrics.knn_kl import KNN_KL_MODES, knn_kl
-from tfgen.metrics.parzen import (PROTOCOLS as PARZEN_PROTOCOLS, parzen_log_likelihood,
+from tfgen.metrics.parzen import (PROTOCOLS as PARZEN_PROTOCOLS, iml_kde_score, parzen_log_likelihood,
                                  parzen_protocol, select_bandwidth)
 from tfgen.metrics.toy import mode_stats, toy_mode_stats
 from tfgen.metrics.two_sample import mmd_statistic, mmd_two_sample_test
 
-__all__ = ["KNN_KL_MODES", "PARZEN_PROTOCOLS", "knn_kl", "mmd_statistic", "mmd_two_sample_test",
+__all__ = ["KNN_KL_MODES", "PARZEN_PROTOCOLS", "iml_kde_score", "knn_kl", "mmd_statistic", "mmd_two_sample_test",
            "mode_stats", "parzen_log_likelihood", "parzen_protocol", "select_bandwidth",
            "toy_mode_stats"]
 __all__ += ["FeatureNetwork", "classifier_inception_score", "feature_statistics", "fid",
