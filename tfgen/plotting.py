@@ -211,3 +211,70 @@ def latent_grid(model, path, *, n: int = 21, data=None, centers=None, title: str
         centers = np.asarray(centers)
         ax.scatter(centers[:, 0], centers[:, 1], marker="x", c="#d62728", s=30, label="modes")
     return _finish_2d(fig, ax, path, data if data is not None else x, lim, title, markerscale=2)
+
+
+def spectrograms(waves, titles=None, sample_rate: int = 8000, path=None, *, ncols: int | None = None,
+                 window: int = 256, hop: int = 64, dynamic_range_db: float = 80.0, suptitle: str | None = None):
+    """Log-magnitude spectrograms of waveforms in a grid, as IML's Figure 6 shows its spoken digits.
+
+    Each waveform is cut into ``window``-sample Hann-windowed frames ``hop`` apart
+    (:func:`tfgen.data.audio.frame`), and ``20 log10 |rfft|`` is drawn (time across, frequency
+    up to ``sample_rate / 2``), shown over the top ``dynamic_range_db`` decibels of each panel.
+
+    Args:
+        waves: one float waveform ``(n,)`` or a sequence of them (lengths may differ), or a
+            2-D array ``(count, n)``.
+        titles: one title per waveform, or ``None``.
+        sample_rate: Hz, for the axes.
+        path: where to save a PNG; ``None`` returns the open figure instead.
+        ncols: panels per row (default: all in one row up to 4, then rows of 4).
+        window, hop: the STFT frame and hop in samples (``hop`` must divide ``window``).
+
+    Returns:
+        ``path`` when given (the figure is saved and closed), else the matplotlib figure.
+    """
+    from tfgen.data.audio import frame
+
+    if hasattr(waves, "shape") and len(waves.shape) == 1:  # one waveform (numpy or eager tensor)
+        waves = [waves]
+    waves = list(waves)
+    if not waves:
+        raise ValueError("waves: expected at least one waveform")
+    if titles is not None and len(titles) != len(waves):
+        raise ValueError(f"titles: expected one per waveform ({len(waves)}), got {len(titles)}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise ValueError(f"sample_rate: expected a positive integer (Hz), got {sample_rate!r}")
+    specs = []
+    for i, w in enumerate(waves):
+        try:
+            frames = frame(w, window, hop)
+        except ValueError as e:
+            raise ValueError(f"waves[{i}]: {e}") from e
+        mag = np.abs(np.fft.rfft(frames.astype(np.float64), axis=1)).T  # (freq, time)
+        db = 20.0 * np.log10(np.maximum(mag, 1e-10))
+        specs.append(np.maximum(db, db.max() - dynamic_range_db))
+    n = len(specs)
+    ncols = ncols or min(n, 4)
+    nrows = int(math.ceil(n / ncols))
+    plt = _plt()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows + (0.3 if suptitle else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.axis("off")
+            continue
+        seconds = specs[i].shape[1] * hop / sample_rate
+        ax.imshow(specs[i], origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+                  extent=[0.0, seconds, 0.0, sample_rate / 2000.0])
+        ax.set_xlabel("time (s)", fontsize=8)
+        ax.set_ylabel("kHz", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    if path is None:
+        return fig
+    _save(fig, path)
+    return path

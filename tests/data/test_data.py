@@ -42,7 +42,7 @@ def test_names_and_info():
     for name in ["ring8", "ring8-paper", "grid25", "two_gaussians", "digits", "mnist", "fashion_mnist",
                  "cifar10", "svhn", "svhn_cropped", "celeb_a"]:
         assert name in known
-    assert "fsdd" not in known
+    assert "fsdd" in known
     ring = data.info("ring8")
     assert ring["kind"] == "toy" and ring["shape"] == (2,) and ring["std"] == 0.2
     np.testing.assert_allclose(ring["centers"], data.ring_centers(8, 2.0))
@@ -318,7 +318,6 @@ def test_tfds_path_with_mock_data(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: data.load("mnistt"), r"name: unknown dataset 'mnistt'.*ring8"),
-    (lambda: data.load("fsdd"), "unknown dataset 'fsdd'"),
     (lambda: data.load("ring8", "valid"), "unknown split 'valid'"),
     (lambda: data.load("digits", "train[::2]"), "integer bounds"),
     (lambda: data.load("ring8", "train[:0]"), "selects no examples"),

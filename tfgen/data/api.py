@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfgen.data import images, toy
+from tfgen.data import audio, images, toy
 from tfgen.data.pipeline import array_dataset, check_batch_size, check_n, check_seed, stream_dataset
 
-_KIND = {**{k: "toy" for k in toy.TOY_SETS}, "digits": "image", **{k: "image" for k in images.TFDS_SETS}}
+_KIND = {**{k: "toy" for k in toy.TOY_SETS}, "digits": "image", **{k: "image" for k in images.TFDS_SETS},
+         "fsdd": "audio"}
 
 
 def names() -> list[str]:
@@ -36,15 +37,49 @@ def _image_options(name, options) -> str:
     return source
 
 
+def _audio_options(name, options):
+    """``fsdd`` takes ``source``, ``frame_length`` and ``hop``; returns them validated."""
+    allowed = {"source", "frame_length", "hop"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"{name!r} does not take option(s) {unknown}; its options are {sorted(allowed)}")
+    source = options.get("source", "auto")
+    if source not in images.SOURCES:
+        raise ValueError(f"option source: expected one of {list(images.SOURCES)}, got {source!r}")
+    frame_length, hop = audio.check_framing(options.get("frame_length", audio.FRAME_LENGTH), options.get("hop"))
+    return source, frame_length, hop
+
+
+def _audio_arrays(key, split, n, data_dir, options):
+    """The chunks of an FSDD split, ``(x (N, frame_length), y (N,))``, the first ``n`` kept."""
+    source, frame_length, hop = _audio_options(key, options)
+    x, y = audio.chunk_arrays(split, frame_length=frame_length, hop=hop, data_dir=data_dir, source=source)
+    size = _check_n_against(n, len(x), split)
+    return x[:size], y[:size]
+
+
 def info(name: str, **options) -> dict:
     """What a data set is, without loading it.
 
-    Returns a dict with ``name`` (canonical), ``kind`` ("toy" | "image"), ``shape`` (per
-    example), ``dtype``, ``splits`` ({split: size}), ``num_classes`` and ``description``; toy
-    sets add the mixture's ``centers`` (np.ndarray (K, 2)) and ``std`` with ``options``
-    applied, which mode-coverage metrics need.
+    Returns a dict with ``name`` (canonical), ``kind`` ("toy" | "image" | "audio"), ``shape``
+    (per example), ``dtype``, ``splits`` ({split: size}), ``num_classes`` and
+    ``description``; toy sets add the mixture's ``centers`` (np.ndarray (K, 2)) and ``std``
+    with ``options`` applied, which mode-coverage metrics need.
+
+    ``fsdd`` examples are chunks, so its ``splits`` count chunks (of the full 3,000-recording
+    release, with ``frame_length`` / ``hop`` applied; ``None`` for a non-default framing when
+    no offline ``manifest.csv`` is found to count from), and it adds ``utterances``
+    ({split: recordings}), ``sample_rate``, ``frame_length`` and ``hop``. The counts are
+    nominal: TFDS's older ``spoken_digit`` holds fewer recordings.
     """
     key = _canonical(name)
+    if _KIND[key] == "audio":
+        _, frame_length, hop = _audio_options(key, options)
+        return dict(name=key, kind="audio", shape=(frame_length,), dtype="float32",
+                    splits=audio.nominal_chunks(frame_length, hop), num_classes=audio.FSDD["num_classes"],
+                    description=audio.describe(frame_length, hop), utterances=dict(audio.FSDD["utterances"]),
+                    sample_rate=audio.FSDD["sample_rate"], frame_length=frame_length, hop=hop,
+                    offline_files=True)
     if _KIND[key] == "toy":
         centers, std = toy.toy_spec(key, **options)
         return dict(name=key, kind="toy", shape=(2,), dtype="float32", splits=dict(toy.DEFAULT_SIZES),
@@ -85,8 +120,9 @@ def load(name: str, split: str = "train", batch_size: int | None = None, *, shuf
          n: int | None = None, **options):
     """A ``tf.data.Dataset`` of a named data set.
 
-    Elements are float32: images NHWC in [0, 1] (MNIST: (28, 28, 1)), toy points (2,). With
-    ``with_labels`` they are ``(x, y)`` with int64 ``y`` (class, or mixture component for toys).
+    Elements are float32: images NHWC in [0, 1] (MNIST: (28, 28, 1)), toy points (2,), FSDD
+    audio chunks (800,) in [-1, 1]. With ``with_labels`` they are ``(x, y)`` with int64 ``y``
+    (class, mixture component for toys, the spoken digit for FSDD chunks).
 
     Args:
         name: one of :func:`names`.
@@ -107,6 +143,11 @@ def load(name: str, split: str = "train", batch_size: int | None = None, *, shuf
             ``std``, ``centers``. Image sets take ``source``: "auto" (default: prepared TFDS
             data, else the IDX files in ``data_dir`` / ``$TFGEN_DATA_DIR``, else a TFDS
             download), "tfds" (TFDS only) or "files" (IDX files only; mnist, fashion_mnist).
+            ``fsdd`` takes ``source`` (the same, with its WAV files; see
+            :mod:`tfgen.data.audio`), ``frame_length`` (default 800) and ``hop`` (default half
+            the frame): every recording of the split is cut by :func:`tfgen.data.audio.frame`
+            and the chunks are the examples, recording after recording. Its split slices
+            ("train[:100]") select recordings, not chunks; ``n`` keeps the first ``n`` chunks.
 
     Raises:
         ValueError: unknown name, split or option; bad ``batch_size`` (<= 0, or larger than
@@ -127,6 +168,13 @@ def load(name: str, split: str = "train", batch_size: int | None = None, *, shuf
         check_batch_size(batch_size, size, drop_remainder=drop_remainder, what=f"digits {split!r}")
         x, y = images.digits_arrays(split)
         return array_dataset(x[:size], y[:size] if with_labels else None, batch_size, shuffle=shuffle, seed=seed,
+                             drop_remainder=drop_remainder, repeat=repeat)
+    if key == "fsdd":
+        _audio_options(key, options)  # bad options fail before any file is read
+        check_batch_size(batch_size, None)
+        x, y = _audio_arrays(key, split, n, data_dir, options)
+        check_batch_size(batch_size, len(x), drop_remainder=drop_remainder, what=f"{key} {split!r}")
+        return array_dataset(x, y if with_labels else None, batch_size, shuffle=shuffle, seed=seed,
                              drop_remainder=drop_remainder, repeat=repeat)
 
     spec = images.TFDS_SETS[key]
@@ -181,6 +229,8 @@ def load_numpy(name: str, split: str = "train", *, with_labels: bool = False, da
         size = _check_n_against(n, images.split_size(split, images.DIGITS["splits"]), split)
         x, y = images.digits_arrays(split)
         x, y = x[:size], y[:size]
+    elif key == "fsdd":
+        x, y = _audio_arrays(key, split, n, data_dir, options)
     else:
         spec = images.TFDS_SETS[key]
         source = _image_options(key, options)
