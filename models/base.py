@@ -16,6 +16,7 @@ at the same global batch (tested in ``tests/harness.py``).
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfgen.distributions import Prior
@@ -64,8 +65,8 @@ class GenerativeModel(keras.Model):
 
     def sample(self, n: int, seed=None, batch_size: int = 10_000):
         """``n`` samples: ``z ~ prior`` then ``generate(z)``. Same seed, same samples."""
-        if int(n) < 0:
-            raise ValueError(f"n must be non-negative, got {n}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
         z = self.prior.sample(int(n), seed=seed)
         if int(n) <= batch_size:
             return self.generate(z)

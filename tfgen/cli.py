@@ -29,26 +29,53 @@ import time
 
 
 def _load_any(model_arg: str, *, need_keras: bool = False):
-    """(model, source) for a zoo name, run dir, export dir or .keras file."""
+    """(model, source) for a zoo name, run dir, export dir or .keras file.
+
+    A missing, foreign, truncated or corrupt file, or one holding a Lambda
+    layer, raises ``FileNotFoundError`` or ``tfgen.zoo.ModelFileError`` (a
+    ``ValueError``) naming the file, which ``main`` prints as one line (exit 2).
+    """
     import tfgen
 
-    path = pathlib.Path(model_arg)
-    if path.suffix == ".keras":
-        return tfgen.zoo.load_keras(path), str(path)
-    if path.is_dir() and (path / "model.keras").is_file():
+    try:
+        path = pathlib.Path(model_arg)
+        if path.suffix == ".keras":
+            return tfgen.zoo.load_keras(path), str(path)
+        if path.is_dir() and (path / "model.keras").is_file():
+            if need_keras:
+                return tfgen.zoo.load_keras(path / "model.keras"), str(path)
+            return tfgen.load(path), str(path)
         if need_keras:
-            return tfgen.zoo.load_keras(path / "model.keras"), str(path)
-        return tfgen.load(path), str(path)
-    if need_keras:
-        return tfgen.load(model_arg, format="keras"), model_arg
-    return tfgen.load(model_arg), model_arg
+            return tfgen.load(model_arg, format="keras"), model_arg
+        return tfgen.load(model_arg), model_arg
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        # unreadable (permissions, a device, ...): still one clear line
+        raise tfgen.zoo.ModelFileError(f"{model_arg!r} could not be read: {e}") from e
 
 
-def _dataset_of(model_arg: str) -> str | None:
+def _recipe_of(model_arg: str) -> dict | None:
+    """The ``recipe.json`` of a run directory (or of the run holding a file), checked."""
+    from tfgen.zoo import ModelFileError
+
     path = pathlib.Path(model_arg)
     for candidate in (path / "recipe.json", path.parent / "recipe.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())["dataset"]
+            try:
+                recipe = json.loads(candidate.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ModelFileError(f"{str(candidate)!r} is corrupt: not valid JSON ({e})") from e
+            if not isinstance(recipe, dict) or not isinstance(recipe.get("dataset"), str):
+                raise ModelFileError(f"{str(candidate)!r} is not a tfgen recipe: it has no 'dataset'")
+            return recipe
+    return None
+
+
+def _dataset_of(model_arg: str) -> str | None:
+    recipe = _recipe_of(model_arg)
+    if recipe is not None:
+        return recipe["dataset"]
     try:
         import tfgen
 
@@ -92,7 +119,9 @@ def cmd_sample(args):
 
     if args.n <= 0:
         raise ValueError(f"-n must be positive, got {args.n}")
-    if args.interpolate is not None and args.traverse is None:
+    if sum(a is not None for a in (args.interpolate, args.traverse, args.grid)) > 1:
+        raise ValueError("pass at most one of --interpolate, --traverse and --grid")
+    if args.interpolate is not None:
         if not args.out.endswith(".png"):
             raise ValueError(f"--interpolate draws a picture: --out must end in .png, got {args.out!r}")
         model, source = _load_any(args.model, need_keras=True)
@@ -100,8 +129,6 @@ def cmd_sample(args):
                                       seed=args.seed, title=f"{source}: latent interpolation")
         print(f"wrote {args.out}")
         return
-    if sum(a is not None for a in (args.interpolate, args.traverse, args.grid)) > 1:
-        raise ValueError("pass at most one of --interpolate, --traverse and --grid")
     if args.grid is not None:
         if not args.out.endswith(".png"):
             raise ValueError(f"--grid draws a picture: --out must end in .png, got {args.out!r}")
@@ -158,10 +185,9 @@ def cmd_export(args):
 
 
 def _train_split_of(model_arg: str) -> str | None:
-    path = pathlib.Path(model_arg)
-    for candidate in (path / "recipe.json", path.parent / "recipe.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text()).get("train_split", "train")
+    recipe = _recipe_of(model_arg)
+    if recipe is not None:
+        return recipe.get("train_split", "train")
     try:
         import tfgen
 
@@ -334,7 +360,8 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
-        print(f"tfgen {args.command}: error: {e}", file=sys.stderr)
+        # the subcommand from its function: `zoo publish --command` overwrites args.command
+        print(f"tfgen {args.func.__name__.removeprefix('cmd_')}: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -18,20 +18,32 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 EXPORT_INFO = "tfgen_export.json"
+# The signatures every tfgen export has: name -> (inputs, outputs, meaning).
+_SIGNATURES = {"serving_default": ({"n", "seed"}, {"samples"}, "sample(n, seed)"),
+               "generate": ({"z"}, {"x"}, "generate(z)")}
+
+
+class ModelFileError(ValueError):
+    """A file or folder that cannot be loaded as a tfgen model: foreign (not a
+    tfgen model), truncated or corrupt, or holding code (a ``Lambda`` layer).
+    The message names the path and says what is wrong."""
 
 
 def export_model(model, path, *, overwrite: bool = False, max_samples: int = 100_000) -> str:
     """Export ``model`` (a ``GenerativeModel``) to the SavedModel directory ``path``."""
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"export path {path!r} exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"export path {path!r} exists; pass overwrite=True (CLI: --overwrite) "
+                              "to replace it")
     if max_samples <= 0:
         raise ValueError(f"max_samples must be positive, got {max_samples}")
     latent_dim = int(model.latent_dim)
@@ -97,30 +109,94 @@ def _atomic_replace(src: str, dst: str):
         os.rename(src, dst)
 
 
+def check_export(path) -> dict:
+    """Check that ``path`` is a complete tfgen SavedModel export without running
+    any of it: ``saved_model.pb`` parses and has the ``serving_default`` (``n``,
+    ``seed`` -> ``samples``) and ``generate`` (``z`` -> ``x``) signatures,
+    ``tfgen_export.json`` is valid, the variables are there. Returns the export
+    info. Raises ``FileNotFoundError`` when there is no ``saved_model.pb`` and
+    ``ModelFileError`` for anything else."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = pathlib.Path(os.fspath(path))
+    where = str(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or directory: {where!r}")
+    pb = path / "saved_model.pb"
+    if not pb.is_file():
+        hint = ("; it holds a model.keras: pass format='keras'" if (path / "model.keras").is_file() else "")
+        raise FileNotFoundError(f"{where!r} is not a SavedModel directory (no saved_model.pb){hint}")
+    info_path = path / EXPORT_INFO
+    if not info_path.is_file():
+        raise ModelFileError(f"{where!r} is not a tfgen model: it is a SavedModel but not a tfgen export "
+                             f"(no {EXPORT_INFO})")
+    try:
+        info = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{str(info_path)!r} is corrupt: not valid JSON ({e})") from e
+    needed = {"class": str, "latent_dim": int, "data_shape": list}
+    if not isinstance(info, dict) or any(not isinstance(info.get(k), t) for k, t in needed.items()):
+        raise ModelFileError(f"{str(info_path)!r} is corrupt: it must be a JSON object with "
+                             "'class' (a string), 'latent_dim' (an integer) and 'data_shape' (a list)")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb.read_bytes())
+    except DecodeError as e:
+        raise ModelFileError(f"{str(pb)!r} is truncated or corrupt: it does not parse as a SavedModel "
+                             f"({e})") from e
+    if not saved.meta_graphs:
+        raise ModelFileError(f"{str(pb)!r} is truncated or corrupt: it holds no MetaGraph")
+    signatures = saved.meta_graphs[0].signature_def
+    for name, (inputs, outputs, meaning) in _SIGNATURES.items():
+        if name not in signatures:
+            raise ModelFileError(f"{where!r} is not a tfgen model: it has no {name!r} signature ({meaning}); "
+                                 f"it has {sorted(signatures) or 'none'}")
+        got_in, got_out = set(signatures[name].inputs), set(signatures[name].outputs)
+        if got_in != inputs or not outputs <= got_out:
+            raise ModelFileError(f"{where!r} is not a tfgen model: its {name!r} signature maps "
+                                 f"{sorted(got_in)} to {sorted(got_out)}, not {sorted(inputs)} to "
+                                 f"{sorted(outputs)} ({meaning})")
+    if not (path / "variables" / "variables.index").is_file():
+        raise ModelFileError(f"{where!r} is incomplete: variables/variables.index is missing")
+    return info
+
+
 class ExportedModel:
     """A loaded export: ``sample(n, seed)``, ``generate(z)`` (and ``log_prob(x)``
     where the model has it) as NumPy, no model code needed."""
 
     def __init__(self, path: str):
         path = os.fspath(path)
-        info_path = os.path.join(path, EXPORT_INFO)
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise FileNotFoundError(f"{path!r} is not a SavedModel directory (no saved_model.pb)")
-        if not os.path.isfile(info_path):
-            raise ValueError(f"{path!r} is a SavedModel but not a tfgen export (no {EXPORT_INFO})")
-        with open(info_path) as f:
-            self.info = json.load(f)
+        self.info = check_export(path)
         self.path = path
-        self._obj = tf.saved_model.load(path)
+        try:
+            self._obj = tf.saved_model.load(path)
+        except Exception as e:  # what check_export cannot see: variables that do not restore, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelFileError(f"{path!r} could not be loaded as a tfgen export "
+                                 f"({type(e).__name__}: {first})") from e
         self.latent_dim = int(self.info["latent_dim"])
         self.data_shape = tuple(self.info["data_shape"])
 
     def sample(self, n: int, seed: int = 0):
+        limit = int(self.info.get("max_samples", 2**31 - 1))
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= limit:
+            raise ValueError(f"n must be an integer in [0, {limit}] (this export's max_samples), got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
         out = self._obj.signatures["serving_default"](n=tf.constant(n, tf.int32),
                                                       seed=tf.constant(seed, tf.int64))
         return out["samples"].numpy()
 
     def generate(self, z):
+        z = np.asarray(z)
+        if z.dtype.kind not in "iuf":
+            raise ValueError(f"z must be a numeric array, got dtype {z.dtype}")
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (n, {self.latent_dim}), got {z.shape}")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("z contains NaN or infinite values")
         return self._obj.signatures["generate"](z=tf.convert_to_tensor(z, tf.float32))["x"].numpy()
 
     def log_prob(self, x):

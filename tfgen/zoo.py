@@ -11,10 +11,23 @@ import difflib
 import json
 import os
 import pathlib
+import zipfile
 
-from tfgen.export import EXPORT_INFO, ExportedModel
+from tfgen.export import EXPORT_INFO, ExportedModel, ModelFileError, check_export
 
 CARD = "card.json"
+
+
+def _read_card(path: pathlib.Path) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{str(path)!r} is corrupt: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{str(path)!r} is corrupt: a zoo card is a JSON object, "
+                             f"got {type(data).__name__}")
+    return data
 
 
 def zoo_dir() -> pathlib.Path:
@@ -34,17 +47,14 @@ def entries(kind: str | None = "generative_model") -> list[dict]:
     cards = []
     if root.is_dir():
         for card in sorted(root.glob(f"*/{CARD}")):
-            with open(card) as f:
-                entry = {"name": card.parent.name, **json.load(f)}
+            entry = {"name": card.parent.name, **_read_card(card)}
             if kind is None or entry.get("kind", "generative_model") == kind:
                 cards.append(entry)
     return cards
 
 
 def card(name: str) -> dict:
-    path = _entry_path(name) / CARD
-    with open(path) as f:
-        return json.load(f)
+    return _read_card(_entry_path(name) / CARD)
 
 
 def _entry_path(name: str) -> pathlib.Path:
@@ -61,31 +71,54 @@ def load(name_or_path, *, format: str = "saved_model"):
     """Load a zoo entry or an export.
 
     Args:
-      name_or_path: a zoo name, a zoo entry folder, or a SavedModel folder.
+      name_or_path: a zoo name, a zoo entry folder, a SavedModel folder, or
+        (with ``format="keras"``) a ``.keras`` file.
       format: ``"saved_model"`` returns an ``ExportedModel`` (``sample(n,
         seed)``, ``generate(z)``; needs no tfgen model code), ``"keras"``
         returns the full Keras model from ``model.keras`` (trainable further).
+
+    Raises:
+      FileNotFoundError: the path, or the file the format needs, does not exist.
+      ModelFileError (a ValueError): the file is not a tfgen model, is
+        truncated or corrupt, or holds a ``Lambda`` layer; checked before
+        TensorFlow or Keras deserializes anything.
+      ValueError: an unknown zoo name or format.
     """
     if format not in ("saved_model", "keras"):
         raise ValueError(f"format must be 'saved_model' or 'keras', got {format!r}")
-    path = pathlib.Path(os.fspath(name_or_path))
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a zoo name or a path, got {type(name_or_path).__name__}")
+    raw = os.fspath(name_or_path)
+    if not raw:
+        raise ValueError("name_or_path is empty: pass a zoo name or a path")
+    path = pathlib.Path(raw)
     if not path.exists():
-        if os.sep in str(name_or_path) or str(name_or_path).startswith("."):
-            raise FileNotFoundError(f"no such file or directory: {str(name_or_path)!r}")
-        path = _entry_path(str(name_or_path))
+        if os.sep in raw or raw.startswith(".") or raw.endswith(".keras"):
+            raise FileNotFoundError(f"no such file or directory: {raw!r}")
+        path = _entry_path(raw)
     if (path / CARD).is_file():
-        kind = json.loads((path / CARD).read_text()).get("kind", "generative_model")
+        kind = _read_card(path / CARD).get("kind", "generative_model")
         if kind == "feature_network":
-            raise ValueError(f"{str(name_or_path)!r} is a feature network for the image metrics, not a "
+            raise ValueError(f"{raw!r} is a feature network for the image metrics, not a "
                              "generative model: load it with tfgen.metrics.FeatureNetwork.load")
     if format == "keras":
         keras_file = path / "model.keras" if path.is_dir() else path
         if not keras_file.is_file():
             raise FileNotFoundError(f"no model.keras in {str(path)!r}")
         return load_keras(keras_file)
-    if (path / "saved_model" / EXPORT_INFO).is_file():
-        path = path / "saved_model"
-    return ExportedModel(str(path))
+    if path.is_file():
+        hint = (": it is a .keras file, so pass format='keras'" if zipfile.is_zipfile(path)
+                else "; format='saved_model' needs the folder that holds saved_model.pb")
+        raise ModelFileError(f"{str(path)!r} is a file, not a SavedModel directory{hint}")
+    if not (path / "saved_model.pb").is_file() and (path / "saved_model").is_dir():
+        path = path / "saved_model"  # a zoo entry or a run directory
+    check_export(path)
+    try:
+        return ExportedModel(str(path))
+    except Exception as e:  # what the checks cannot see: variables that do not restore, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{str(path)!r} could not be loaded as a tfgen export "
+                             f"({type(e).__name__}: {first})") from e
 
 
 def _copy_weights_only(src, dst):
@@ -96,25 +129,101 @@ def _copy_weights_only(src, dst):
     model.save(os.fspath(dst))
 
 
-def load_keras(path, *, compile: bool = True):
-    """``keras.models.load_model`` in safe mode, with a clear error for non-tfgen files."""
-    import zipfile
+def _find_code(obj, where: str = "the model"):
+    """The first place in a Keras config that would deserialize code (a ``Lambda``
+    layer, or a Python lambda anywhere), as words; None when there is none."""
+    if isinstance(obj, dict):
+        kind = obj.get("class_name")
+        if kind in ("Lambda", "__lambda__"):
+            name = obj.get("config", {}).get("name") if isinstance(obj.get("config"), dict) else None
+            return f"{'layer ' + repr(name) if name else 'a Python lambda'} in {where}"
+        if isinstance(obj.get("config"), dict) and isinstance(obj["config"].get("name"), str) and kind:
+            where = f"{kind} {obj['config']['name']!r}"
+        for value in obj.values():
+            found = _find_code(value, where)
+            if found:
+                return found
+    elif isinstance(obj, list):
+        for value in obj:
+            found = _find_code(value, where)
+            if found:
+                return found
+    return None
 
+
+def check_keras_file(path) -> dict:
+    """Check that ``path`` is a whole ``.keras`` file of a tfgen model without
+    deserializing it: a complete zip archive with ``config.json`` and
+    ``model.weights.h5`` whose top-level object is a registered tfgen
+    ``GenerativeModel`` and which holds no ``Lambda`` layer (Keras' safe mode
+    refuses Python lambdas; tfgen refuses every ``Lambda``, since a tfgen model
+    never needs one). Returns the config. Raises ``FileNotFoundError`` or
+    ``ModelFileError``."""
     import keras
 
     import tfgen.models  # noqa: F401  (registers the classes)
+    from tfgen.models.base import GenerativeModel
 
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such .keras file: {path!r}")
+    if os.path.isdir(path):
+        hint = (" (a SavedModel: load it with tfgen.load)"
+                if os.path.isfile(os.path.join(path, "saved_model.pb")) else "")
+        raise ModelFileError(f"{path!r} is a directory, not a .keras file{hint}")
+    with open(path, "rb") as f:
+        head = f.read(4)
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path!r} is not a .keras file (not a zip archive)")
+        why = ("it starts like one but its end is missing (an interrupted copy or download?)"
+               if head == b"PK\x03\x04" else "a .keras file is a zip of config.json and model.weights.h5")
+        raise ModelFileError(f"{path!r} is truncated or not a zip archive, so not a .keras file: {why}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "config.json" not in names:
+                raise ModelFileError(f"{path!r} is not a tfgen model: the zip archive has no config.json, "
+                                     "so it is not a .keras file")
+            if "model.weights.h5" not in names:
+                raise ModelFileError(f"{path!r} is incomplete: the .keras archive has no model.weights.h5")
+            broken = z.testzip()
+            if broken is not None:
+                raise ModelFileError(f"{path!r} is corrupt: {broken} in it fails its CRC check")
+            config = json.loads(z.read("config.json"))
+    except ModelFileError:
+        raise
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, JSONDecodeError, ...
+        raise ModelFileError(f"{path!r} is truncated or corrupt: {type(e).__name__}: {e}") from e
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFileError(f"{path!r} is corrupt: its config.json is not a Keras object config")
+    registered = config.get("registered_name") or ""
+    cls = keras.saving.get_registered_object(registered) if registered.startswith("tfgen>") else None
+    if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
+        module = config.get("module") or "?"
+        raise ModelFileError(f"{path!r} is not a tfgen model: it holds a {config['class_name']} "
+                             f"(from {module}), not a tfgen GenerativeModel")
+    code = _find_code(config)
+    if code:
+        raise ModelFileError(f"{path!r} contains a Lambda layer ({code}), which tfgen refuses to "
+                             "deserialize (arbitrary code)")
+    return config
+
+
+def load_keras(path, *, compile: bool = True):
+    """``keras.models.load_model`` in safe mode, after ``check_keras_file``: a
+    clear ``FileNotFoundError`` or ``ModelFileError`` for missing, foreign,
+    truncated or corrupt files and for files holding a ``Lambda`` layer."""
+    import keras
+
+    from tfgen.models.base import GenerativeModel
+
+    path = os.fspath(path)
+    check_keras_file(path)
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # keras raises many types for foreign or broken files
-        raise ValueError(f"{path!r} could not be loaded as a tfgen model: {e}") from e
-    from tfgen.models.base import GenerativeModel
-
+        raise ModelFileError(f"{path!r} could not be loaded as a tfgen model: {e}") from e
     if not isinstance(model, GenerativeModel):
-        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tfgen GenerativeModel")
+        raise ModelFileError(f"{path!r} holds a {type(model).__name__}, not a tfgen GenerativeModel")
     return model
 
 
@@ -126,6 +235,11 @@ def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -
     import shutil
     import tempfile
 
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"name must be a plain folder name (letters, digits, '.', '_', '-'; "
+                         f"not starting with '.' or '-'), got {name!r}")
     run = pathlib.Path(os.fspath(run_dir))
     for need in ("saved_model", "model.keras", "recipe.json", "metrics.json"):
         if not (run / need).exists():

@@ -1,0 +1,118 @@
+"""Bad input that the other test files did not try (docs/robustness.md lists them all):
+wrong code widths and dtypes given to a model, empty and one-example datasets
+given to the Trainer, empty or non-path arguments to ``tfgen.load``, and
+strange command-line arguments. Each must fail with a message that names what
+is wrong, before any work starts."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfgen
+from tfgen import cli
+from tfgen.distributions import Uniform
+from tfgen.models import MMDNet, networks
+from tfgen.trainers import Trainer, recipes
+from tfgen.trainers.recipes import NetworkSpec
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return MMDNet(networks.mlp(3, [8], 2), Uniform(3))
+
+
+def _small_recipe(**changes):
+    """mmd-net-ring8 with a 16-unit generator and batch 50 (as tests/trainers/test_trainer.py)."""
+    base = recipes.get("mmd-net-ring8")
+    return base.replace(**{"generator": NetworkSpec("mlp", (16,)), "latent_dim": 4, "batch_size": 50,
+                           "steps_per_epoch": 20, **changes})
+
+
+def _cli(capsys, *argv):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse refuses before main's own handling
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+# --- the model API ------------------------------------------------------------------------------
+
+def test_generate_wrong_code_width(model):
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 3, "
+                                         r"but received input with shape \(2, 5\)"):
+        model.generate(np.zeros((2, 5), "float32"))
+
+
+def test_model_sample_bad_n_and_seed(model):
+    with pytest.raises(ValueError, match="n must be a non-negative integer, got -1"):
+        model.sample(-1)
+    with pytest.raises(ValueError, match="seed must be an integer, got dtype float32"):
+        model.sample(4, seed=1.5)
+    assert model.sample(0).shape == (0, 2)  # zero samples is a request, not an error
+
+
+def test_load_empty_or_non_path_argument():
+    with pytest.raises(ValueError, match="name_or_path is empty"):
+        tfgen.load("")
+    with pytest.raises(TypeError, match="name_or_path must be a zoo name or a path, got NoneType"):
+        tfgen.load(None)
+
+
+# --- datasets given to the Trainer ----------------------------------------------------------------
+
+def test_trainer_rejects_string_data(tmp_path):
+    with pytest.raises(ValueError, match=r"data: expected a real numeric dtype \(integer or float\), got <U1"):
+        Trainer(_small_recipe(), tmp_path / "run", data=np.full((100, 2), "a"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_trainer_rejects_empty_and_tiny_data(tmp_path):
+    with pytest.raises(ValueError, match=r"data: expected a non-empty array, got shape \(0, 2\)"):
+        Trainer(_small_recipe(), tmp_path / "empty", data=np.zeros((0, 2), "float32"))
+    one = np.zeros((1, 2), "float32")
+    with pytest.raises(ValueError, match="batch_size=50 is larger than the dataset, which has 1 examples"):
+        Trainer(_small_recipe(), tmp_path / "one", data=one)
+    assert not (tmp_path / "empty").exists() and not (tmp_path / "one").exists()
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (("train", "gram-ring8", "--epochs", "0"), "tfgen train: error: --epochs must be positive, got 0"),
+    (("train", "gram-ring8", "--steps", "5", "--epochs", "1"), "argument --epochs: not allowed with argument --steps"),
+    (("train", "gram-ring8", "--strategy", "tpu"), "argument --strategy: invalid choice: 'tpu'"),
+    (("fit", "gram-ring8"), "argument command: invalid choice: 'fit'"),
+    (("sample", "gram-ring8", "-n", "abc", "--out", "s.npy"), "argument -n: invalid int value: 'abc'"),
+    (("sample", "gram-ring8", "-n", "0", "--out", "s.npy"), "tfgen sample: error: -n must be positive, got 0"),
+    (("sample", "gram-ring8", "--grid", "3", "--out", "g.npy"), "--grid draws a picture: --out must end in .png"),
+    (("sample", "gram-ring8", "--traverse", "0", "--out", "t.png"), "--traverse needs at least 1 row, got 0"),
+    (("sample", "gram-ring8", "--traverse", "2", "--grid", "3", "--out", "t.png"),
+     "pass at most one of --interpolate, --traverse and --grid"),
+    (("evaluate",), "pass a model (zoo name, run dir, export dir or .keras file), or --real"),
+    (("evaluate", "gram-ring8", "--real"), "pass a model or --real, not both"),
+    (("evaluate", "--real", "--dataset", "digits", "--metric", "latent_likelihood"),
+     "--metric latent_likelihood scores a model's codes; it has no --real form"),
+    (("evaluate", "--real", "--dataset", "ring8"), "--real is only for --metric parzen, knn_kl, image or nn_distance"),
+    (("evaluate", "gram-ring8", "--metric", "fid"), "argument --metric: invalid choice: 'fid'"),
+    (("evaluate", "{tmp}"), "cannot tell the dataset of this model; pass --dataset"),
+    (("export", "{tmp}", "{tmp}/out"), "no model.keras in"),
+    (("zoo", "publish", "{tmp}", "x-y"), "tfgen zoo: error: '{tmp}' is not a finished run: saved_model is missing"),
+])
+def test_cli_strange_arguments(argv, message, capsys, tmp_path, monkeypatch):
+    # an empty zoo: a command that got as far as loading 'gram-ring8' would fail differently
+    monkeypatch.setenv("TFGEN_ZOO_DIR", str(tmp_path / "zoo"))
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, err = _cli(capsys, *argv)
+    assert code == 2, err
+    assert message.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_cli_output_into_a_missing_directory(model, tmp_path, capsys):
+    model.export(tmp_path / "export")
+    code, err = _cli(capsys, "sample", tmp_path / "export", "-n", "4", "--out", tmp_path / "no" / "such" / "s.npy")
+    assert code == 2 and "No such file or directory" in err and "no/such/s.npy" in err, err
+    assert "Traceback" not in err
