@@ -1,7 +1,7 @@
 """Bad input that the other test files did not try (docs/robustness.md lists them all):
-wrong code widths and dtypes given to a model, empty and one-example datasets
-given to the Trainer, empty or non-path arguments to ``tfgen.load``, and
-strange command-line arguments. Each must fail with a message that names what
+wrong code widths and dtypes given to a model or to a loaded export, counts
+out of range, empty and one-example datasets given to the Trainer, empty or
+non-path arguments to ``tfgen.load``, and strange command-line arguments. Each must fail with a message that names what
 is wrong, before any work starts."""
 
 import keras
@@ -20,6 +20,14 @@ from tfgen.trainers.recipes import NetworkSpec
 def model():
     keras.utils.set_random_seed(0)
     return MMDNet(networks.mlp(3, [8], 2), Uniform(3))
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    """``model`` exported with the default max_samples (100000) and loaded back."""
+    path = tmp_path_factory.mktemp("robustness") / "export"
+    model.export(path)
+    return tfgen.load(path)
 
 
 def _small_recipe(**changes):
@@ -48,9 +56,43 @@ def test_generate_wrong_code_width(model):
 def test_model_sample_bad_n_and_seed(model):
     with pytest.raises(ValueError, match="n must be a non-negative integer, got -1"):
         model.sample(-1)
+    # a float or bool n used to be truncated silently (sample(2.5) drew 2 samples)
+    with pytest.raises(ValueError, match=r"n must be a non-negative integer, got 2\.5"):
+        model.sample(2.5)
+    with pytest.raises(ValueError, match="n must be a non-negative integer, got True"):
+        model.sample(True)
+    with pytest.raises(ValueError, match="n must be a non-negative integer, got '4'"):
+        model.sample("4")
     with pytest.raises(ValueError, match="seed must be an integer, got dtype float32"):
         model.sample(4, seed=1.5)
     assert model.sample(0).shape == (0, 2)  # zero samples is a request, not an error
+
+
+# --- a loaded export (tfgen.export.ExportedModel): checked in Python, not inside the graph ---------
+
+def test_exported_model_checks_n_and_seed(exported):
+    limit = r"n must be an integer in \[0, 100000\] \(this export's max_samples\), got "
+    for n, shown in [(-1, "-1"), (10**6, "1000000"), (2.5, r"2\.5"), (True, "True")]:
+        with pytest.raises(ValueError, match=limit + shown + "$"):
+            exported.sample(n)
+    with pytest.raises(ValueError, match=r"seed must be an integer, got 1\.5$"):
+        exported.sample(4, seed=1.5)
+    assert exported.sample(np.int64(4), seed=np.int32(1)).shape == (4, 2)
+
+
+def test_exported_model_checks_z(exported):
+    with pytest.raises(ValueError, match=r"z must have shape \(n, 3\), got \(2, 5\)$"):
+        exported.generate(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"z must have shape \(n, 3\), got \(3,\)$"):
+        exported.generate(np.zeros(3))
+    with pytest.raises(ValueError, match="z must be a numeric array, got dtype <U1$"):
+        exported.generate(np.array([["a", "b", "c"]]))
+    for bad in (np.nan, np.inf):
+        z = np.zeros((2, 3), "float32")
+        z[1, 2] = bad
+        with pytest.raises(ValueError, match="z contains NaN or infinite values$"):
+            exported.generate(z)
+    assert exported.generate(np.zeros((2, 3), "float64")).shape == (2, 2)
 
 
 def test_load_empty_or_non_path_argument():
@@ -90,6 +132,9 @@ def test_trainer_rejects_empty_and_tiny_data(tmp_path):
     (("sample", "gram-ring8", "--traverse", "0", "--out", "t.png"), "--traverse needs at least 1 row, got 0"),
     (("sample", "gram-ring8", "--traverse", "2", "--grid", "3", "--out", "t.png"),
      "pass at most one of --interpolate, --traverse and --grid"),
+    # checked before the --interpolate branch, which would otherwise ignore --grid
+    (("sample", "gram-ring8", "--interpolate", "2", "--grid", "3", "--out", "g.png"),
+     "tfgen sample: error: pass at most one of --interpolate, --traverse and --grid"),
     (("evaluate",), "pass a model (zoo name, run dir, export dir or .keras file), or --real"),
     (("evaluate", "gram-ring8", "--real"), "pass a model or --real, not both"),
     (("evaluate", "--real", "--dataset", "digits", "--metric", "latent_likelihood"),
@@ -116,3 +161,23 @@ def test_cli_output_into_a_missing_directory(model, tmp_path, capsys):
     code, err = _cli(capsys, "sample", tmp_path / "export", "-n", "4", "--out", tmp_path / "no" / "such" / "s.npy")
     assert code == 2 and "No such file or directory" in err and "no/such/s.npy" in err, err
     assert "Traceback" not in err
+
+
+def test_cli_sample_over_max_samples(model, tmp_path, capsys):
+    model.export(tmp_path / "export", max_samples=50)
+    out = tmp_path / "s.npy"
+    code, err = _cli(capsys, "sample", tmp_path / "export", "-n", "51", "--out", out)
+    assert code == 2, err
+    assert err == "tfgen sample: error: n must be an integer in [0, 50] (this export's max_samples), got 51\n", err
+    assert not out.exists()
+
+
+def test_cli_export_into_an_existing_directory(model, tmp_path, capsys):
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "keep.txt").write_text("mine")
+    code, err = _cli(capsys, "export", tmp_path / "model.keras", tmp_path / "export")
+    assert code == 2, err
+    assert err == (f"tfgen export: error: export path {str(tmp_path / 'export')!r} exists; "
+                   "pass overwrite=True (CLI: --overwrite) to replace it\n"), err
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["keep.txt"]  # untouched

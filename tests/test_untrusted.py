@@ -211,6 +211,40 @@ def test_missing_or_truncated_variables(files, tmp_path):
     assert str(path) in str(e.value)
 
 
+def test_exported_model_runs_the_checks_itself(files, tmp_path):
+    """``tfgen.export.ExportedModel(path)`` used directly (not through ``tfgen.load``)
+    refuses the same files with the same messages."""
+    from tfgen.export import ExportedModel
+
+    foreign = tmp_path / "foreign"
+    tf.saved_model.save(_Plain(), str(foreign))
+    shutil.copy(files["export"] / "tfgen_export.json", foreign)
+    with pytest.raises(ModelFileError, match=r"is not a tfgen model: its 'serving_default' signature maps \['x'\]"):
+        ExportedModel(foreign)
+    cut = _copy_export(files, tmp_path, "cutvars")
+    data_file = next((cut / "variables").glob("variables.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:16])
+    with pytest.raises(ModelFileError, match=r"could not be loaded as a tfgen export \(\w+Error: ") as e:
+        ExportedModel(cut)
+    assert str(e.value).startswith(repr(str(cut))) and str(e.value).count("could not be loaded") == 1
+    bad_info = _copy_export(files, tmp_path, "badinfo")
+    (bad_info / "tfgen_export.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match=r"tfgen_export.json' is corrupt: not valid JSON \(Expecting"):
+        ExportedModel(bad_info)
+    with pytest.raises(FileNotFoundError, match="no such file or directory: .*nowhere"):
+        ExportedModel(tmp_path / "nowhere")
+    assert ExportedModel(files["export"]).sample(4, seed=1).shape == (4, 2)
+
+
+def test_truncated_variables_message_is_wrapped_once(files, tmp_path):
+    cut = _copy_export(files, tmp_path, "cutvars")
+    data_file = next((cut / "variables").glob("variables.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:16])
+    with pytest.raises(ModelFileError) as e:
+        tfgen.load(cut)
+    assert str(e.value).count("could not be loaded as a tfgen export") == 1, str(e.value)
+
+
 @pytest.mark.parametrize("text, match", [
     ("{not json", "is corrupt: not valid JSON"),
     ('{"class": "MMDNet"}', "'latent_dim' .an integer."),
