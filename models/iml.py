@@ -252,12 +252,14 @@ class IML(GenerativeModel):
         the reference code does.
       prior_fit_size: codes of the first this many training examples go to
         the base distribution fit (the reference: 3000; 0 means all).
+      prior_fit_options: keyword arguments for the prior's ``fit`` (e.g. an
+        HMM's ``max_iter``, ``tol``, ``reg``).
     """
 
     _keras_args = ("generator", "prior", "encoder")
 
     def __init__(self, generator, prior, encoder=None, *, match_code: bool = False,
-                 prior_fit_size: int = 3000, **kwargs):
+                 prior_fit_size: int = 3000, prior_fit_options: dict | None = None, **kwargs):
         super().__init__(generator, prior, **kwargs)
         self._chain = _invertible_chain(generator)
         if encoder is None and self._chain is None:
@@ -273,6 +275,7 @@ class IML(GenerativeModel):
         if int(prior_fit_size) < 0:
             raise ValueError(f"prior_fit_size must be >= 0, got {prior_fit_size}")
         self.prior_fit_size = int(prior_fit_size)
+        self.prior_fit_options = dict(prior_fit_options or {})
         self._declare_trackers("loss")
 
     @property
@@ -364,7 +367,7 @@ class IML(GenerativeModel):
                 raise ValueError("an HMM base distribution is fitted on a list of sequences "
                                  "(arrays of shape (T_i, *data_shape))")
             codes = [self.encode_batches(s) for s in x]
-            report = self.prior.fit(codes, seed=seed, verbose=verbose)
+            report = self.prior.fit(codes, seed=seed, verbose=verbose, **self.prior_fit_options)
             n = sum(len(c) for c in codes)
         else:
             if not hasattr(self.prior, "fit"):
@@ -374,9 +377,9 @@ class IML(GenerativeModel):
                 x = x[:self.prior_fit_size]
             codes = self.encode_batches(x)
             if isinstance(self.prior, distributions.KDE):
-                report = self.prior.fit(codes, seed=seed)
+                report = self.prior.fit(codes, seed=seed, **self.prior_fit_options)
             else:
-                report = self.prior.fit(codes, seed=seed, verbose=verbose)
+                report = self.prior.fit(codes, seed=seed, verbose=verbose, **self.prior_fit_options)
             n = len(codes)
         out = {"n": int(n), "seconds": round(time.time() - t0, 1)}
         if isinstance(report, dict):
@@ -386,7 +389,8 @@ class IML(GenerativeModel):
 
     # -- serialization and export ------------------------------------------------------------
     def get_config(self):
-        return {**super().get_config(), "match_code": self.match_code, "prior_fit_size": self.prior_fit_size}
+        return {**super().get_config(), "match_code": self.match_code, "prior_fit_size": self.prior_fit_size,
+                "prior_fit_options": self.prior_fit_options}
 
     def export_endpoints(self) -> dict:
         """A ``log_prob(x) -> {"log_prob": (n,)}`` signature for the invertible perceptron."""

@@ -163,3 +163,41 @@ def dcgan_critic(image_shape=(28, 28, 1), output_dim: int = 1, *, base_filters: 
         filters *= 2
     net += [layers.Flatten(), layers.Dense(output_dim)]
     return keras.Sequential(net, name=name)
+
+
+# Audio (IML §4.2): three 1-D convolutions each way, the first encoder layer and
+# the last decoder layer with filters of 200 samples (25 ms at 8 kHz).
+_AUDIO_PLAN = ((200, 4), (25, 4), (9, 2))  # (kernel, stride) per encoder layer
+
+
+def audio_conv_encoder(frame_length: int = 800, latent_dim: int = 80, *, filters: Sequence[int] = (32, 64, 64),
+                       name: str = "encoder") -> keras.Sequential:
+    """Windowed chunks ``(frame_length,)`` -> codes ``(latent_dim,)``: Conv1D
+    layers (kernels 200, 25, 9; strides 4, 4, 2; ReLU), then a linear map.
+    800 samples -> 200 -> 50 -> 25 positions."""
+    if frame_length % 32:
+        raise ValueError(f"frame_length must be a multiple of 32 (strides 4, 4, 2), got {frame_length}")
+    net = [keras.Input((int(frame_length),)), layers.Reshape((int(frame_length), 1))]
+    for f, (k, s) in zip(filters, _AUDIO_PLAN):
+        net += [layers.Conv1D(f, k, strides=s, padding="same"), layers.Activation("relu")]
+    net += [layers.Flatten(), layers.Dense(int(latent_dim))]
+    return keras.Sequential(net, name=name)
+
+
+def audio_conv_decoder(latent_dim: int = 80, frame_length: int = 800, *, filters: Sequence[int] = (32, 64, 64),
+                       name: str = "decoder") -> keras.Sequential:
+    """The mirror image of :func:`audio_conv_encoder`: a linear map to 25
+    positions x ``filters[-1]``, transposed convolutions (kernels 9, 25, 200;
+    strides 2, 4, 4), a linear output ``(frame_length,)``."""
+    if frame_length % 32:
+        raise ValueError(f"frame_length must be a multiple of 32 (strides 4, 4, 2), got {frame_length}")
+    positions = int(frame_length) // 32
+    net = [keras.Input((int(latent_dim),)), layers.Dense(positions * filters[-1]), layers.Activation("relu"),
+           layers.Reshape((positions, filters[-1]))]
+    outs = list(filters[:-1][::-1]) + [1]
+    for f, (k, s) in zip(outs, _AUDIO_PLAN[::-1]):
+        net.append(layers.Conv1DTranspose(f, k, strides=s, padding="same"))
+        if f != 1:
+            net.append(layers.Activation("relu"))
+    net.append(layers.Reshape((int(frame_length),)))
+    return keras.Sequential(net, name=name)

@@ -19,7 +19,8 @@ from tfgen import plotting
 class SampleGrid(keras.callbacks.Callback):
     """Every ``every`` epochs, draw ``n`` samples with a fixed seed and save a
     picture to ``out_dir/samples/epoch_XXXX.png``: an image grid for image
-    data, a scatter over the data (and mode centres) for 2-D data."""
+    data, a scatter over the data (and mode centres) for 2-D data, the
+    spectrogram of the overlap-added samples for audio chunks."""
 
     def __init__(self, out_dir, every: int = 1, n: int = 64, seed: int = 0, data=None, centers=None):
         super().__init__()
@@ -40,6 +41,11 @@ class SampleGrid(keras.callbacks.Callback):
         title = f"{self.model.name}, epoch {epoch}"
         if x.ndim == 2 and x.shape[1] == 2:
             plotting.scatter(x, path, data=self.data, centers=self.centers, title=title)
+        elif x.ndim == 2:
+            # Audio chunks (IML on fsdd): a sampled chain of chunks, overlap-added, as a spectrogram.
+            from tfgen.data import audio
+
+            plotting.spectrograms([audio.overlap_add(x)], [title], path=path)
         else:
             plotting.image_grid(x.reshape((-1,) + tuple(self.model.data_shape)), path, title=title)
         self.last_path = path

@@ -161,14 +161,26 @@ class Trainer:
         if not hasattr(model, "fit_prior"):
             return None
         r = self.recipe
-        if self._array is not None:
+        if hasattr(model.prior, "sample_sequence"):
+            # A sequence model (IML's HMM over audio chunks) is fitted on whole recordings.
+            if r.dataset != "fsdd" or self._array is not None:
+                raise ValueError(f"recipe {r.name!r}: a sequence prior is fitted on the fsdd recordings; "
+                                 f"dataset {r.dataset!r} (or an in-memory array) has no sequences")
+            options = {k: v for k, v in r.dataset_options.items() if k in ("frame_length", "hop", "source")}
+            x, _ = tfgen.data.audio.utterance_chunks(r.train_split, data_dir=self.data_dir, **options)
+        elif self._array is not None:
             x = self._array
         else:
             x = tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
+        if isinstance(x, list):
+            return self._fit_prior_on(model, x)
         size = getattr(model, "prior_fit_size", 0) or getattr(model.prior, "capacity", 0) or len(x)
         x = x[np.random.default_rng(r.seed).permutation(len(x))[:size]]
+        return self._fit_prior_on(model, x)
+
+    def _fit_prior_on(self, model, x):
         t0 = time.time()
-        stats = model.fit_prior(x, seed=r.seed, verbose=self.verbose == 1)
+        stats = model.fit_prior(x, seed=self.recipe.seed, verbose=self.verbose == 1)
         stats["seconds"] = round(time.time() - t0, 1)
         if self.verbose:
             detail = (f", {stats['mean_steps']:.1f} reversal steps per batch" if "mean_steps" in stats else
