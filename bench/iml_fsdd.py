@@ -1,0 +1,146 @@
+"""IML on spoken digits (the paper's §4.2 and Figure 6): generated utterances
+from the HMM base of a trained ``iml-fsdd`` model, their spectrograms beside
+real ones, WAV files, and the HMM's held-out log-likelihood per chunk against
+single-Gaussian bases. A benchmark: never part of the test run.
+
+    TFGEN_DATA_DIR=../shared/data tfgen train iml-fsdd --out runs/iml-fsdd
+    TFGEN_DATA_DIR=../shared/data python bench/iml_fsdd.py runs/iml-fsdd
+
+It also fits an HMM on the codes of one digit's recordings only (``--digit``,
+the paper's one-digit models) with the same autoencoder. Writes
+``docs/iml_fsdd.md``, ``docs/iml-fsdd-spectrograms.png`` and a few WAVs under
+``docs/audio/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="an iml-fsdd run directory (with model.keras)")
+    parser.add_argument("--chunks", type=int, default=36, help="chunks per generated utterance (36 = 1.85 s)")
+    parser.add_argument("--n", type=int, default=4, help="generated utterances per model")
+    parser.add_argument("--digit", type=int, default=0, help="the one-digit HMM's digit (-1: none)")
+    parser.add_argument("--digit-states", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="docs/iml_fsdd.md")
+    args = parser.parse_args(argv)
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tfgen
+    import tfgen.models  # noqa: F401 (registers the classes)
+    from tfgen import plotting
+    from tfgen.data import audio
+    from tfgen.distributions import GaussianMixture, HiddenMarkovModel
+
+    t0 = time.time()
+    run = pathlib.Path(args.run)
+    model = keras.models.load_model(str(run / "model.keras"))
+    info = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    docs = pathlib.Path(args.out).parent
+    (docs / "audio").mkdir(parents=True, exist_ok=True)
+
+    train_seqs, train_digits = audio.utterance_chunks("train")
+    test_seqs, test_digits = audio.utterance_chunks("test")
+    enc = [model.encode_batches(s) for s in train_seqs]
+    enc_test = [model.encode_batches(s) for s in test_seqs]
+    recon_mse = float(np.mean([np.mean((model.generate(c).numpy() - s) ** 2) for c, s in zip(enc_test, test_seqs)]))
+    n_test_chunks = sum(len(c) for c in enc_test)
+
+    # Held-out log-likelihood per chunk: the HMM (the model's prior) against
+    # single-Gaussian bases fitted on the same training codes.
+    def hmm_ll(hmm, seqs):
+        return float(sum(float(hmm.log_prob(c)) for c in seqs) / sum(len(c) for c in seqs))
+
+    one_state = HiddenMarkovModel(model.latent_dim, n_states=1)
+    one_state.fit(enc, max_iter=5, reg=1e-3, seed=args.seed)
+    full = GaussianMixture(model.latent_dim, 1, n_init=1, reg_covar=1e-3, seed=args.seed)
+    full.fit(np.concatenate(enc), seed=args.seed)
+    ll = {"hmm": hmm_ll(model.prior, enc_test), "gaussian_diag": hmm_ll(one_state, enc_test),
+          "gaussian_full": float(np.mean(full.log_prob(np.concatenate(enc_test)).numpy())),
+          "hmm_train": hmm_ll(model.prior, enc)}
+    print(f"held-out log-likelihood per chunk: {ll}", flush=True)
+
+    def utterances(hmm, n, seed):
+        codes = hmm.sample_sequence(args.chunks, n, seed=seed).numpy()
+        return [audio.overlap_add(model.generate(c).numpy()) for c in codes]
+
+    generated = utterances(model.prior, args.n, args.seed)
+    rng = np.random.default_rng(args.seed)
+    real_idx = rng.choice(len(test_seqs), args.n, replace=False)
+    real = [audio.overlap_add(test_seqs[i]) for i in real_idx]
+    waves = generated + real
+    titles = [f"generated {i + 1} (all digits)" for i in range(args.n)] + \
+             [f"real test: '{test_digits[i]}'" for i in real_idx]
+    digit_report = None
+    if args.digit >= 0:
+        sel = [c for c, d in zip(enc, train_digits) if d == args.digit]
+        hmm_d = HiddenMarkovModel(model.latent_dim, n_states=args.digit_states)
+        rep = hmm_d.fit(sel, max_iter=100, reg=1e-3, seed=args.seed)
+        sel_test = [c for c, d in zip(enc_test, test_digits) if d == args.digit]
+        digit_report = {"digit": args.digit, "n_states": args.digit_states, "recordings": len(sel),
+                        "heldout_ll_per_chunk": hmm_ll(hmm_d, sel_test),
+                        "all_digit_hmm_on_same": hmm_ll(model.prior, sel_test), "n_iter": len(rep["history"]) - 1}
+        gen_d = utterances(hmm_d, args.n, args.seed + 1)
+        waves += gen_d
+        titles += [f"generated {i + 1} (digit {args.digit} HMM)" for i in range(args.n)]
+    wav_paths = []
+    for i, w in enumerate(generated[:2] + (gen_d[:2] if digit_report else [])):
+        tag = f"all-{i + 1}" if i < 2 else f"digit{args.digit}-{i - 1}"
+        p = docs / "audio" / f"iml-fsdd-{tag}.wav"
+        audio.write_wav(str(p), w / max(1e-6, float(np.max(np.abs(w)))) * 0.9)
+        wav_paths.append(p)
+    picture = docs / "iml-fsdd-spectrograms.png"
+    plotting.spectrograms(waves, titles, path=str(picture), ncols=args.n,
+                          suptitle="IML on FSDD: generated (HMM base, overlap-add) vs real test utterances")
+
+    lines = ["# IML on spoken digits (FSDD)", "",
+             "Generated by `bench/iml_fsdd.py` (a benchmark: not part of the test run).", "",
+             f"- command: `python bench/iml_fsdd.py {args.run}`; model trained by `tfgen train iml-fsdd` "
+             f"({info.get('steps', '?')} steps, {info.get('train_seconds', '?')} s; HMM fit "
+             f"{info.get('prior_fit', {}).get('seconds', '?')} s)",
+             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU cores, "
+             f"Python {platform.python_version()}, TensorFlow {tf.__version__}; wall time "
+             f"{(time.time() - t0) / 60:.1f} min",
+             f"- autoencoder: 800-sample Hann chunks, 50% overlap, K = {model.latent_dim}; test-chunk reconstruction "
+             f"MSE {recon_mse:.2e} (the chunks' mean square is "
+             f"{float(np.mean([np.mean(s ** 2) for s in test_seqs])):.2e})", "",
+             f"## Held-out log-likelihood per chunk ({n_test_chunks} test chunks of {len(test_seqs)} recordings)", "",
+             "The base distribution over the test recordings' codes (nats per chunk; higher is better):", "",
+             "| base distribution | log-likelihood / chunk |", "|---|---|",
+             f"| HMM, {model.prior.n_states} states (the model's) | {ll['hmm']:.1f} |",
+             f"| one Gaussian, diagonal (a 1-state HMM) | {ll['gaussian_diag']:.1f} |",
+             f"| one Gaussian, full covariance | {ll['gaussian_full']:.1f} |",
+             f"| (the HMM on its training codes) | {ll['hmm_train']:.1f} |"]
+    if digit_report:
+        lines += ["", f"One-digit model: an HMM with {args.digit_states} states fitted on the codes of the "
+                      f"{digit_report['recordings']} training recordings of '{args.digit}' (same autoencoder): "
+                      f"{digit_report['heldout_ll_per_chunk']:.1f} nats per chunk on that digit's test "
+                      f"recordings (the all-digit HMM: {digit_report['all_digit_hmm_on_same']:.1f})."]
+    lines += ["", "## Spectrograms (the paper's Figure 6)", "",
+              f"Rows: {args.n} utterances of {args.chunks} chunks generated by the all-digit HMM; {args.n} real "
+              "test recordings" + (f"; {args.n} from the digit-{args.digit} HMM" if digit_report else "") + ".", "",
+              f"![spectrograms]({picture.name})", "",
+              "WAVs (peak-normalised): " + ", ".join(f"[{p.name}](audio/{p.name})" for p in wav_paths), ""]
+    pathlib.Path(args.out).write_text("\n".join(lines) + "\n")
+    pathlib.Path(args.out).with_suffix(".json").write_text(json.dumps(
+        {"log_likelihood_per_chunk": ll, "digit": digit_report, "reconstruction_mse": recon_mse}, indent=1))
+    print(f"wrote {args.out}, {picture}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
