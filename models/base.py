@@ -61,6 +61,13 @@ class GenerativeModel(keras.Model):
 
     def generate(self, z, training=False):
         """Map codes ``z (n, latent_dim)`` to data space."""
+        if not tf.is_tensor(z):
+            z = np.asarray(z)
+            if z.dtype.kind not in "iuf":
+                raise ValueError(f"z must be a numeric array of codes, got dtype {z.dtype}")
+            if z.ndim != 2 or z.shape[1] != self.latent_dim:
+                raise ValueError(f"z must have shape (n, {self.latent_dim}), got {z.shape}")
+            z = z.astype(np.float32, copy=False)
         return self.generator(z, training=training)
 
     def sample(self, n: int, seed=None, batch_size: int = 10_000):

@@ -6,6 +6,7 @@ is wrong, before any work starts."""
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 import tfgen
@@ -48,8 +49,7 @@ def _cli(capsys, *argv):
 # --- the model API ------------------------------------------------------------------------------
 
 def test_generate_wrong_code_width(model):
-    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 3, "
-                                         r"but received input with shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"z must have shape \(n, 3\), got \(2, 5\)"):
         model.generate(np.zeros((2, 5), "float32"))
 
 
@@ -181,3 +181,17 @@ def test_cli_export_into_an_existing_directory(model, tmp_path, capsys):
     assert err == (f"tfgen export: error: export path {str(tmp_path / 'export')!r} exists; "
                    "pass overwrite=True (CLI: --overwrite) to replace it\n"), err
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["keep.txt"]  # untouched
+
+
+def test_model_generate_checks_z():
+    """An in-process model refuses codes that are not numbers or have the wrong width
+    (a NumPy array or list; tensors go straight to the network, as in train_step)."""
+    import tfgen
+    from tfgen.models import MMDNet, networks
+
+    model = MMDNet(networks.mlp(3, [4], 2), tfgen.distributions.Gaussian(3))
+    with pytest.raises(ValueError, match="numeric array of codes, got dtype <U1"):
+        model.generate(np.array([["a", "b", "c"]]))
+    with pytest.raises(ValueError, match=r"z must have shape \(n, 3\), got \(2, 5\)"):
+        model.generate(np.zeros((2, 5)))
+    np.testing.assert_allclose(model.generate([[0.0, 1.0, 2.0]]), model.generate(tf.constant([[0.0, 1.0, 2.0]])))
