@@ -47,7 +47,7 @@ def entries(kind: str | None = "generative_model") -> list[dict]:
     cards = []
     if root.is_dir():
         for card in sorted(root.glob(f"*/{CARD}")):
-            entry = {"name": card.parent.name, **_read_card(card)}
+            entry = {**_read_card(card), "name": card.parent.name}  # the folder is what tfgen.load finds
             if kind is None or entry.get("kind", "generative_model") == kind:
                 cards.append(entry)
     return cards
