@@ -47,6 +47,8 @@ def entries(kind: str | None = "generative_model") -> list[dict]:
     cards = []
     if root.is_dir():
         for card in sorted(root.glob(f"*/{CARD}")):
+            if card.parent.name.startswith("."):  # a publish in progress, or left by a kill
+                continue
             entry = {**_read_card(card), "name": card.parent.name}  # the folder is what tfgen.load finds
             if kind is None or entry.get("kind", "generative_model") == kind:
                 cards.append(entry)

@@ -6,7 +6,6 @@ current directory.
 
 from __future__ import annotations
 
-import math
 import os
 
 import keras
@@ -14,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgen import plotting
+from tfgen.trainers.checkpoint import non_finite_state
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -51,9 +51,32 @@ class SampleGrid(keras.callbacks.Callback):
         self.last_path = path
 
 
+class TrainingDiverged(FloatingPointError):
+    """Training produced a NaN or Inf loss (or weights): the run stopped at
+    that step, its last good checkpoint is kept, and nothing was saved,
+    checkpointed or exported after it. The message names the step, the
+    non-finite values and the checkpoint a re-run would resume from. A
+    ``FloatingPointError``, so ``tfgen train`` prints it as one line (exit 2)."""
+
+
+def _last_checkpoint(checkpoint_dir) -> str:
+    latest = tf.train.latest_checkpoint(checkpoint_dir) if checkpoint_dir and os.path.isdir(checkpoint_dir) else None
+    if latest:
+        return f"; the last good checkpoint, {latest}, is kept (nothing was saved after it)"
+    if checkpoint_dir:
+        return f"; no checkpoint had been written yet in {checkpoint_dir}, and nothing was saved"
+    return ""
+
+
 class CheckpointEveryEpoch(keras.callbacks.Callback):
     """Save a ``tf.train.CheckpointManager`` checkpoint at the end of every
-    ``every`` epochs (model, all optimizers, step counters)."""
+    ``every`` epochs (model, all optimizers, step counters).
+
+    A checkpoint is never written with non-finite weights: a step whose loss
+    was finite can still apply a NaN gradient, so the weights themselves are
+    checked (a reduction over each variable, once an epoch) and the run
+    stops with ``TrainingDiverged`` instead of saving them.
+    """
 
     def __init__(self, manager: tf.train.CheckpointManager, every: int = 1):
         super().__init__()
@@ -61,23 +84,56 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
-            self.manager.save(checkpoint_number=int(self.model.train_steps))
+            step = int(self.model.train_steps)
+            bad = non_finite_state(self.model)
+            if bad:
+                raise TrainingDiverged(
+                    f"training diverged: the weights are not finite after step {step} "
+                    f"(epoch {epoch + 1}; {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})"
+                    + _last_checkpoint(self.manager.directory))
+            self.manager.save(checkpoint_number=step)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stop at the end of an epoch whose logged losses are NaN or Inf, *before*
-    the checkpoint callback saves the broken weights (put it first), with a
-    message that names the step and the loss."""
+    """Stop the run at the first batch whose logged losses are NaN or Inf.
+
+    It raises ``TrainingDiverged`` from ``on_train_batch_end``, so nothing
+    after the diverged step runs: no epoch-end checkpoint (the last good one
+    is kept), no sample picture, no ``Trainer.finish`` (no ``model.keras``,
+    no export). The message names the global step (``model.train_steps``),
+    the epoch and every non-finite logged value. The logged values are the
+    epoch's running means, so the first non-finite one marks the step that
+    diverged. The same check at the end of an epoch catches values that
+    only the epoch's logs carry.
+    """
 
     def __init__(self, checkpoint_dir: str | None = None):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _check(self, logs, epoch):
+        bad = []
+        for name, value in (logs or {}).items():
+            try:
+                finite = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+            except (TypeError, ValueError):  # not a number: nothing to check
+                continue
+            if not finite:
+                bad.append(f"{name} = {value}")
+        if not bad:
+            return
+        step = int(self.model.train_steps)
+        where = f"epoch {epoch + 1} (step {step})" if epoch is not None else f"step {step}"
+        self.model.stop_training = True
+        raise TrainingDiverged(f"training diverged: {', '.join(bad)} at {where}"
+                               + _last_checkpoint(self.checkpoint_dir))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, self.epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        for name, value in (logs or {}).items():
-            if not math.isfinite(float(value)):
-                step = int(self.model.train_steps)
-                where = (f"; the last good checkpoint is kept in {self.checkpoint_dir}"
-                         if self.checkpoint_dir else "")
-                raise FloatingPointError(
-                    f"training diverged: {name} = {value} at epoch {epoch + 1} (step {step}){where}")
+        self._check(logs, epoch)

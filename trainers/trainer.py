@@ -7,7 +7,14 @@ Under ``strategy="auto"`` it uses ``MirroredStrategy`` over all visible GPUs
 when there are several, else the default strategy. Re-running the same
 command in the same ``out_dir`` resumes from the last checkpoint: the step
 counter, the optimizer state and the data order continue where they were,
-so the result equals an uninterrupted run.
+so the result equals an uninterrupted run, also after a SIGKILL at any
+moment (see ``checkpoint.py`` for why a checkpoint is never half-written).
+
+A NaN or Inf loss stops the run at that step with ``TrainingDiverged``,
+naming the step and the loss; the last good checkpoint is kept and nothing
+is saved or exported. Every file a run writes (``model.keras``, the export,
+``metrics.json``, ``recipe.json``) is written beside its destination and
+renamed into place, so an interrupted run never leaves a half-written one.
 """
 
 from __future__ import annotations
@@ -27,10 +34,20 @@ import tfgen
 import tfgen.data
 from tfgen.trainers import callbacks as cb
 from tfgen.trainers import recipes
-from tfgen.trainers.checkpoint import checkpoint_for
+from tfgen.trainers.callbacks import TrainingDiverged
+from tfgen.trainers.checkpoint import checkpoint_for, non_finite_state, optimizers_of
 from tfgen.trainers.evaluate import evaluate
 
 log = logging.getLogger("tfgen.trainers")
+
+
+def _write_json(path, data):
+    """Write ``data`` as JSON beside ``path`` and rename it into place, so a
+    kill mid-write leaves the old file, never a truncated one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
 
 
 def make_strategy(strategy="auto") -> tf.distribute.Strategy:
@@ -92,6 +109,7 @@ class Trainer:
         self.epochs = math.ceil(self.recipe.steps / self.spe)
         self.model = None
         self.history = None
+        self.diverged = None  # the TrainingDiverged that stopped run(), if one did
 
     # -- pieces ---------------------------------------------------------------
     def dataset(self, skip_batches: int = 0) -> tf.data.Dataset:
@@ -139,18 +157,68 @@ class Trainer:
             log.info("resuming %s from %s (step %d)", self.recipe.name, manager.latest_checkpoint, initial_step)
             if self.verbose:
                 print(f"resuming from step {initial_step} ({manager.latest_checkpoint})")
-        with open(os.path.join(self.out_dir, "recipe.json"), "w") as f:
-            json.dump(self.recipe.to_dict(), f, indent=1)
-        initial_epoch = initial_step // self.spe
+        _write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
         t0 = time.time()
-        if initial_epoch < self.epochs:
-            self.history = model.fit(self.dataset(initial_step), epochs=self.epochs,
-                                     steps_per_epoch=self.spe, initial_epoch=initial_epoch,
-                                     callbacks=self._callbacks(manager), verbose=self.verbose,
-                                     shuffle=False).history  # the dataset shuffles itself
+        if initial_step < self.epochs * self.spe:
+            callbacks = self._callbacks(manager)
+            try:
+                self.history = self._fit(model, initial_step, callbacks)
+            except TrainingDiverged as e:
+                # Raised from the batch that diverged, before any later callback
+                # (checkpoint, pictures) ran; finish() is not reached, so nothing
+                # is saved. Close log.csv and the TensorBoard writers, as fit would.
+                self.diverged = e
+                for c in callbacks:
+                    try:
+                        c.on_train_end()
+                    except Exception:  # noqa: BLE001 (closing files; the divergence is the error)
+                        pass
+                raise
+        elif initial_step:
+            self._build_optimizers(model, manager.latest_checkpoint, initial_step)
         self.train_seconds = time.time() - t0
         self.finish()
         return model
+
+    def _build_optimizers(self, model, checkpoint: str, step: int):
+        """Make a run that resumes at its last step (killed in ``finish``, say)
+        save its optimizer state in ``model.keras``.
+
+        Keras builds an optimizer's slot variables at its first update, and
+        until then a checkpoint's values for them wait as deferred
+        restorations, which ``model.save`` does not see: ``model.keras``
+        would lose the moments and the step counter. Which variables each
+        optimizer updates only the model's ``train_step`` knows, so one
+        throwaway step builds them all, and restoring the checkpoint again
+        puts every variable (weights, slots, counters) back.
+        """
+        if all(opt.built for opt in optimizers_of(model).values()):
+            return
+        model.train_on_batch(next(iter(self.dataset(step))))
+        checkpoint_for(model).restore(checkpoint).assert_consumed()
+
+    def _fit(self, model, step: int, callbacks) -> dict:
+        """Train from global step ``step`` to ``epochs * spe``; the History.
+
+        A checkpoint taken by this command lies on an epoch boundary. One
+        taken by an earlier command with a shorter ``--steps`` (whose epoch
+        was cut to its length) may not: that epoch is finished first with
+        a short ``fit``, so the run still ends at ``epochs * spe`` steps,
+        with checkpoints on the boundaries an uninterrupted run has.
+        """
+        history: dict = {}
+        epoch = step // self.spe
+        for length, last_epoch in ((-step % self.spe, epoch + 1), (self.spe, self.epochs)):
+            if length == 0 or epoch >= last_epoch:
+                continue
+            h = model.fit(self.dataset(step), epochs=last_epoch, steps_per_epoch=length, initial_epoch=epoch,
+                          callbacks=callbacks, verbose=self.verbose,
+                          shuffle=False).history  # the dataset shuffles itself
+            for k, v in h.items():
+                history.setdefault(k, []).extend(v)
+            step += length * (last_epoch - epoch)
+            epoch = last_epoch
+        return history
 
     def fit_learned_prior(self):
         """Models with a learned prior (``fit_prior``: the KDE-GAN, IML) fit it
@@ -189,14 +257,35 @@ class Trainer:
         return stats
 
     def finish(self):
-        """Save ``model.keras``, export the SavedModel, evaluate, write ``metrics.json``."""
+        """Save ``model.keras``, export the SavedModel, evaluate, write ``metrics.json``.
+
+        Raises ``TrainingDiverged`` (and writes nothing) when the run stopped on
+        a non-finite loss or the model's weights are not finite: a broken model
+        never replaces a good ``model.keras`` or export.
+        """
         model, out = self.model, self.out_dir
+        if self.diverged is not None:
+            raise TrainingDiverged(f"{self.diverged}; not saving model.keras or the export")
+        bad = non_finite_state(model)
+        if bad:
+            raise TrainingDiverged(
+                f"the weights of {self.recipe.name!r} are not finite at step {int(model.train_steps)} "
+                f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); not saving model.keras or "
+                f"the export")
         prior_fit = self.fit_learned_prior()
         keras_path = os.path.join(out, "model.keras")
         tmp = keras_path + ".tmp.keras"
-        model.save(tmp)
-        os.replace(tmp, keras_path)
-        model.export(os.path.join(out, "saved_model"), overwrite=True)
+        # Both files are written in full before either replaces its old
+        # version (the export swaps itself in, then model.keras is renamed),
+        # so a failure leaves the old pair, not a new model.keras beside an
+        # old export.
+        try:
+            model.save(tmp)
+            model.export(os.path.join(out, "saved_model"), overwrite=True)
+            os.replace(tmp, keras_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         if self.sample_pictures:
             grid = cb.SampleGrid(out, seed=self.recipe.seed,
                                  data=getattr(getattr(self, "sample_grid", None), "data", None),
@@ -215,7 +304,6 @@ class Trainer:
         if self.evaluate_at_end:
             summary["metrics"] = evaluate(model, self.recipe.dataset, dataset_options=self.recipe.dataset_options,
                                           seed=self.recipe.seed, data_dir=self.data_dir)
-        with open(os.path.join(out, "metrics.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        _write_json(os.path.join(out, "metrics.json"), summary)
         self.summary = summary
         return summary
