@@ -566,6 +566,9 @@ def write_wav(path, wave, sample_rate: int = SAMPLE_RATE) -> str:
             w.setsampwidth(2)
             w.setframerate(int(sample_rate))
             w.writeframes(pcm.tobytes())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
