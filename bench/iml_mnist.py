@@ -38,6 +38,7 @@ PAPER_TABLE1 = {"IML": 143, "VAE": 132, "GAN": -5, "WGAN": 51}
 def _load(arg):
     import keras
     import tfgen
+    import tfgen.models  # noqa: F401 (registers the model classes for keras loading)
 
     path = pathlib.Path(arg)
     if (path / "model.keras").is_file():
