@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, help="in units of the recipe's steps_per_epoch")
     t.add_argument("--out", help="run directory (default runs/RECIPE); re-running resumes")
     t.add_argument("--seed", type=int)
-    t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored"])
+    t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"])
     t.add_argument("--data-dir", help="offline dataset files (default $TFGEN_DATA_DIR)")
     t.set_defaults(func=cmd_train)
 

@@ -68,6 +68,13 @@ def _last_checkpoint(checkpoint_dir) -> str:
     return ""
 
 
+def current_step(model) -> int:
+    """``model.train_steps`` as an int. Under ``MultiWorkerMirroredStrategy``
+    the counter is a ``MirroredVariable``, which ``int()`` does not take."""
+    v = model.train_steps
+    return int(v.numpy() if hasattr(v, "numpy") else v)
+
+
 class CheckpointEveryEpoch(keras.callbacks.Callback):
     """Save a ``tf.train.CheckpointManager`` checkpoint at the end of every
     ``every`` epochs (model, all optimizers, step counters).
@@ -84,7 +91,7 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
-            step = int(self.model.train_steps)
+            step = current_step(self.model)
             bad = non_finite_state(self.model)
             if bad:
                 raise TrainingDiverged(
@@ -126,7 +133,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 bad.append(f"{name} = {value}")
         if not bad:
             return
-        step = int(self.model.train_steps)
+        step = current_step(self.model)
         where = f"epoch {epoch + 1} (step {step})" if epoch is not None else f"step {step}"
         self.model.stop_training = True
         raise TrainingDiverged(f"training diverged: {', '.join(bad)} at {where}"

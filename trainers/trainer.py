@@ -4,7 +4,9 @@
     model = trainer.run()
 
 Under ``strategy="auto"`` it uses ``MirroredStrategy`` over all visible GPUs
-when there are several, else the default strategy. Re-running the same
+when there are several, else the default strategy; ``"multi-worker"`` uses
+``MultiWorkerMirroredStrategy`` (cluster from ``TF_CONFIG``), where only the
+chief writes the run directory (docs/distributed.md). Re-running the same
 command in the same ``out_dir`` resumes from the last checkpoint: the step
 counter, the optimizer state and the data order continue where they were,
 so the result equals an uninterrupted run, also after a SIGKILL at any
@@ -61,8 +63,75 @@ def make_strategy(strategy="auto") -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
-    raise ValueError(f"strategy must be 'auto', 'default', 'mirrored' or a tf.distribute.Strategy, "
-                     f"got {strategy!r}")
+    if strategy == "multi-worker":
+        # The cluster (and this process's place in it) comes from $TF_CONFIG.
+        _patch_keras_multi_worker_logs()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"strategy must be 'auto', 'default', 'mirrored', 'multi-worker' or a "
+                     f"tf.distribute.Strategy, got {strategy!r}")
+
+
+def _patch_keras_multi_worker_logs():
+    """Let ``model.fit`` run under ``MultiWorkerMirroredStrategy`` with Keras 3.
+
+    Keras 3 (3.x with TF 2.16-2.20) reduces the per-replica training logs
+    across workers with ``strategy.reduce("MEAN", v, axis=0)``, which fails
+    on the scalar logs every ``train_step`` returns ("Invalid reduction
+    dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388).
+    Scalars are reduced with ``axis=None`` instead (the mean over replicas;
+    our logs are global-batch values, equal on every replica); anything
+    else goes to Keras unchanged. Idempotent.
+    """
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "_tfgen_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and keras_tf_trainer._collective_all_reduce_multi_worker(strategy):
+            def _reduce(v):
+                if v.shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+            return tf.nest.map_structure(_reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._tfgen_patched = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def is_multi_worker(strategy) -> bool:
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run's outputs: always, except under a
+    multi-worker strategy, where only the chief (task ``chief``, or worker 0
+    when the cluster has no chief) does."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard ``ds`` by element across workers (``AutoShardPolicy.DATA``).
+
+    Every worker builds the same seeded pipeline; the strategy splits each
+    global batch into per-replica batches and worker ``w`` keeps the
+    ``w``-th of every ``num_workers``, so the workers together see each
+    global batch once, in contiguous blocks (the order ``_sample_local``
+    and the all-gathers assume). The default ``AUTO`` would shard a
+    file-backed pipeline (TFDS) by file instead, giving each worker other
+    examples than one device would see, or failing with fewer files than
+    workers.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 class Trainer:
@@ -119,6 +188,8 @@ class Trainer:
         else:
             ds = tfgen.data.load(r.dataset, r.train_split, r.batch_size, seed=r.seed, repeat=True,
                                  data_dir=self.data_dir, **r.dataset_options)
+        if is_multi_worker(self.strategy):
+            ds = shard_by_data(ds)
         # Batches already consumed by a resumed run are skipped, so the data
         # order continues as in an uninterrupted run.
         return ds.skip(skip_batches) if skip_batches else ds
@@ -146,17 +217,35 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------
     def run(self):
+        if is_chief(self.strategy):
+            return self._run()
+        # A non-chief worker of a multi-worker run does all the chief does
+        # (saving a checkpoint is a collective), but into a temporary
+        # directory that is deleted afterwards; it resumes from the chief's
+        # checkpoints (which needs a file system shared with the chief).
+        import shutil
+        import tempfile
+        out_dir, tmp = self.out_dir, tempfile.mkdtemp(prefix="tfgen-worker-")
+        try:
+            self.out_dir = tmp
+            return self._run(resume_from=os.path.join(out_dir, "checkpoints"))
+        finally:
+            self.out_dir = out_dir
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run(self, resume_from=None):
         os.makedirs(self.out_dir, exist_ok=True)
         model = self.build_model()
         ckpt_dir = os.path.join(self.out_dir, "checkpoints")
         manager = tf.train.CheckpointManager(checkpoint_for(model), ckpt_dir, max_to_keep=2)
+        latest = tf.train.latest_checkpoint(resume_from) if resume_from else manager.latest_checkpoint
         initial_step = 0
-        if manager.latest_checkpoint:
-            checkpoint_for(model).restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            initial_step = int(model.train_steps)
-            log.info("resuming %s from %s (step %d)", self.recipe.name, manager.latest_checkpoint, initial_step)
+        if latest:
+            checkpoint_for(model).restore(latest).assert_existing_objects_matched()
+            initial_step = cb.current_step(model)
+            log.info("resuming %s from %s (step %d)", self.recipe.name, latest, initial_step)
             if self.verbose:
-                print(f"resuming from step {initial_step} ({manager.latest_checkpoint})")
+                print(f"resuming from step {initial_step} ({latest})")
         _write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
         t0 = time.time()
         if initial_step < self.epochs * self.spe:
@@ -175,7 +264,7 @@ class Trainer:
                         pass
                 raise
         elif initial_step:
-            self._build_optimizers(model, manager.latest_checkpoint, initial_step)
+            self._build_optimizers(model, latest, initial_step)
         self.train_seconds = time.time() - t0
         self.finish()
         return model
@@ -269,7 +358,7 @@ class Trainer:
         bad = non_finite_state(model)
         if bad:
             raise TrainingDiverged(
-                f"the weights of {self.recipe.name!r} are not finite at step {int(model.train_steps)} "
+                f"the weights of {self.recipe.name!r} are not finite at step {cb.current_step(model)} "
                 f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); not saving model.keras or "
                 f"the export")
         prior_fit = self.fit_learned_prior()
@@ -291,10 +380,10 @@ class Trainer:
                                  data=getattr(getattr(self, "sample_grid", None), "data", None),
                                  centers=self.info.get("centers"))
             grid.set_model(model)
-            grid.draw(int(model.train_steps) // self.spe)
+            grid.draw(cb.current_step(model) // self.spe)
             self.final_picture = grid.last_path
         summary = {"recipe": self.recipe.name, "seed": self.recipe.seed,
-                   "steps": int(model.train_steps), "dataset": self.recipe.dataset,
+                   "steps": cb.current_step(model), "dataset": self.recipe.dataset,
                    "train_seconds": round(getattr(self, "train_seconds", 0.0), 1),
                    "tfgen_version": tfgen.__version__}
         if prior_fit:
