@@ -118,8 +118,9 @@ class GRAM(GenerativeModel):
             critic_loss = -pearson                      # the critic maximises eq. (9)
             generator_loss = tf.sqrt(tf.maximum(mmd2, 1e-12))
             # scaled inside the tape, so the division is differentiated
-            scaled_critic_loss = self._replica_scale(critic_loss)
-            scaled_generator_loss = self._replica_scale(generator_loss)
+            # (scale_loss: the identity except under mixed_float16's LossScaleOptimizer)
+            scaled_critic_loss = self.critic_optimizer.scale_loss(self._replica_scale(critic_loss))
+            scaled_generator_loss = self.optimizer.scale_loss(self._replica_scale(generator_loss))
         critic_vars = self.critic.trainable_variables
         gen_vars = self.generator.trainable_variables
         critic_grads = tape.gradient(scaled_critic_loss, critic_vars)

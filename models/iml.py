@@ -167,6 +167,9 @@ class InvertibleDense(keras.layers.Layer):
     """
 
     def __init__(self, units: int, activation: str = "tanh", preset: str = "code", **kwargs):
+        # Always float32, also under a mixed-precision policy: the left inverse solves
+        # with W^T W, and the sigmoid's tails have slope 1e-4 (METHODS.md §5).
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.units = int(units)
         if self.units <= 0:
@@ -222,7 +225,7 @@ def invertible_perceptron(latent_dim: int, output_shape, hidden: int = 600, pres
     y = InvertibleDense(hidden, "tanh", preset, name="linear_1")(h)
     y = InvertibleDense(out_dim, "sigmoid", preset, name="linear_2")(y)
     if len(output_shape) != 1:
-        y = keras.layers.Reshape(output_shape, name="image")(y)
+        y = keras.layers.Reshape(output_shape, name="image", dtype="float32")(y)
     return keras.Model(h, y, name=name)
 
 
@@ -337,9 +340,9 @@ class IML(GenerativeModel):
         x = tf.cast(self._unpack(data), tf.float32)
         variables = self._autoencoder_variables()
         with tf.GradientTape() as tape:
-            recon = self.generate(self.encode(x, training=True), training=True)
+            recon = tf.cast(self.generate(self.encode(x, training=True), training=True), tf.float32)
             loss = tf.reduce_mean(tf.square(recon - x))  # the reference code's loss
-            scaled = self._replica_scale(loss)
+            scaled = self.optimizer.scale_loss(self._replica_scale(loss))  # loss scaling under mixed_float16
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return self._track(loss=loss)
 

@@ -86,7 +86,8 @@ class MMDNet(GenerativeModel):
                  for s in (sq_pp, sq_pq, sq_qq)]
             mmd2 = ops.mmd2_from_kernels(*k, estimator=self.estimator)
             loss = tf.sqrt(tf.maximum(mmd2, 1e-12)) if self.loss_name == "mmd" else mmd2
-            scaled_loss = self._replica_scale(loss)  # inside the tape, so it is differentiated
+            # inside the tape, so it is differentiated; scale_loss: mixed_float16's loss scaling
+            scaled_loss = self.optimizer.scale_loss(self._replica_scale(loss))
         variables = self.generator.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))

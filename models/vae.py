@@ -68,7 +68,7 @@ class VAE(GenerativeModel):
 
     def posterior(self, x, training=False):
         """``(mean, log_var)`` of ``q(h|x)``, each ``(n, K)``."""
-        out = self.encoder(x, training=training)
+        out = tf.cast(self.encoder(x, training=training), tf.float32)  # float32 under mixed precision
         return out[:, :self.latent_dim], out[:, self.latent_dim:]
 
     def encode(self, x, training=False):
@@ -81,7 +81,7 @@ class VAE(GenerativeModel):
     def negative_log_likelihood(self, x, y):
         """``-log p(x | h)`` per example, for decoder output ``y``."""
         n = tf.shape(x)[0]
-        x, y = tf.reshape(x, [n, -1]), tf.reshape(y, [n, -1])
+        x, y = tf.reshape(tf.cast(x, tf.float32), [n, -1]), tf.reshape(tf.cast(y, tf.float32), [n, -1])
         if self.likelihood == "bernoulli":
             y = tf.clip_by_value(y, _EPS, 1 - _EPS)
             return -tf.reduce_sum(x * tf.math.log(y) + (1 - x) * tf.math.log(1 - y), axis=-1)
@@ -110,7 +110,7 @@ class VAE(GenerativeModel):
         variables = self.generator.trainable_variables + self.encoder.trainable_variables
         with tf.GradientTape() as tape:
             loss, recon, kl = self.negative_elbo(x, eps, training=True)
-            scaled = self._replica_scale(loss)
+            scaled = self.optimizer.scale_loss(self._replica_scale(loss))  # loss scaling under mixed_float16
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return self._track(loss=loss, reconstruction=recon, kl=kl)
 
