@@ -324,7 +324,13 @@ class SGN(GenerativeModel):
         else:
             grads = [g / tf.maximum(tf.norm(g), 1e-12) for g in grads]
         # the optimizer sums the replicas' (now identical) gradients again
-        return grads if n == 1 else [g / n for g in grads]
+        grads = grads if n == 1 else [g / n for g in grads]
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # mixed_float16: the gradients came from the scaled loss and the optimizer will
+            # divide by the scale; normalising removed it, so put it back (an overflow is
+            # still non-finite here, and the optimizer skips that step and lowers the scale).
+            grads = [g * tf.cast(self.optimizer.scale_loss(1.0), g.dtype) for g in grads]
+        return grads
 
     def train_step(self, data):
         x = _flat(self._unpack(data))
@@ -347,7 +353,7 @@ class SGN(GenerativeModel):
             y = _flat(self.generator(z, training=True))
             log_nu = tf.math.log(_sq_dist_rows(y, x) + self.eps)       # log ||y_m - x_i||^2
             loss = tf.reduce_mean(self._gather(log_nu))
-            scaled_loss = self._replica_scale(loss)
+            scaled_loss = self.optimizer.scale_loss(self._replica_scale(loss))
         variables = self.generator.trainable_variables
         grads = self._normalized(tape.gradient(scaled_loss, variables))
         self.optimizer.apply_gradients(zip(grads, variables))

@@ -38,3 +38,24 @@ def test_a_few_steps_are_finite(policy, name, changes):
     assert all(w.dtype == np.float32 and np.all(np.isfinite(w)) for w in after)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after)), "the generator did not move"
     assert np.all(np.isfinite(np.asarray(model.sample(8, seed=0), np.float32)))
+
+
+def test_sgn_step_size_survives_loss_scaling():
+    """SGN normalises its gradient to unit global norm, so one SGD step moves the
+    generator by exactly the learning rate; under mixed_float16 the gradient comes
+    from the scaled loss and the LossScaleOptimizer divides by the scale, which the
+    model must put back after normalising (else the step is 1/scale too small)."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        r = recipes.get("sgn-ring8")
+        model = recipes.build_model(r, (2,))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        before = [np.array(w, np.float64) for w in model.generator.get_weights()]
+        x = tfgen.data.load_numpy("ring8", "train")[:r.batch_size]
+        model.fit(x, batch_size=r.batch_size, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        after = [np.array(w, np.float64) for w in model.generator.get_weights()]
+        step = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(before, after)))
+        np.testing.assert_allclose(step, r.optimizer.learning_rate, rtol=1e-3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
