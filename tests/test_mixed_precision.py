@@ -59,3 +59,26 @@ def test_sgn_step_size_survives_loss_scaling():
         np.testing.assert_allclose(step, r.optimizer.learning_rate, rtol=1e-3)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_trainer_and_cli_precision(tmp_path, capsys):
+    """``tfgen train --precision mixed_bfloat16``: the networks compute in bfloat16,
+    the run finishes with finite metrics, records its precision, and the global
+    policy is float32 again afterwards."""
+    import json
+
+    from tfgen import cli
+
+    rc = cli.main(["train", "gram-ring8", "--steps", "20", "--out", str(tmp_path / "run"),
+                   "--precision", "mixed_bfloat16"])
+    assert rc in (0, None)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["precision"] == "mixed_bfloat16" and summary["steps"] == 20
+    assert all(np.isfinite(v) for v in summary["final_logs"].values())
+    model = keras.models.load_model(str(tmp_path / "run" / "model.keras"))
+    dense = [l for l in model.generator.layers if isinstance(l, keras.layers.Dense)]
+    assert dense and all(l.dtype_policy.name == "mixed_bfloat16" for l in dense)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        from tfgen.trainers import Trainer
+        Trainer("gram-ring8", tmp_path / "x", precision="float8")

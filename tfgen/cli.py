@@ -1,7 +1,7 @@
 """The ``tfgen`` command line.
 
     tfgen recipes                         list the named recipes
-    tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S]
+    tfgen train RECIPE [--steps N | --epochs E] [--out DIR] [--seed S] [--strategy S] [--precision P]
     tfgen sample MODEL -n N --out FILE.png|FILE.npy [--seed S] [--interpolate ROWS | --traverse ROWS | --grid N]
     tfgen export RUN DIR [--overwrite]
     tfgen evaluate MODEL [--dataset NAME] [--metric parzen [--protocol li2015|goodfellow2014]]
@@ -104,7 +104,7 @@ def cmd_train(args):
         steps = args.epochs * recipe.steps_per_epoch
     out = args.out or os.path.join("runs", recipe.name)
     trainer = Trainer(recipe, out, steps=steps, strategy=args.strategy, seed=args.seed,
-                      data_dir=args.data_dir)
+                      data_dir=args.data_dir, precision=args.precision)
     print(f"training {recipe.name} for {trainer.epochs * trainer.spe} steps "
           f"({trainer.epochs} epochs of {trainer.spe}) into {out}", flush=True)
     trainer.run()
@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default runs/RECIPE); re-running resumes")
     t.add_argument("--seed", type=int)
     t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"])
+    t.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                   help="the networks' dtype policy (weights stay float32)")
     t.add_argument("--data-dir", help="offline dataset files (default $TFGEN_DATA_DIR)")
     t.set_defaults(func=cmd_train)
 

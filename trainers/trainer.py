@@ -134,6 +134,9 @@ def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 class Trainer:
     """Build data, model, optimizers and strategy from a recipe; run ``model.fit``.
 
@@ -147,11 +150,19 @@ class Trainer:
       data_dir: where offline dataset files are (else ``$TFGEN_DATA_DIR``).
       verbose: 0 silent, 1 progress bar, 2 one line per epoch (default:
         1 on a terminal, 2 otherwise).
+      precision: ``"float32"`` (default), ``"mixed_bfloat16"`` or
+        ``"mixed_float16"``: the Keras dtype policy the networks are built
+        with (weights stay float32; under ``mixed_float16`` every optimizer
+        is wrapped for loss scaling). The global policy is restored after
+        the model is built.
     """
 
     def __init__(self, recipe, out_dir, *, steps: int | None = None, strategy="auto", data=None,
                  data_dir=None, verbose: int | None = None, seed: int | None = None,
-                 sample_pictures: bool = True, evaluate_at_end: bool = True):
+                 sample_pictures: bool = True, evaluate_at_end: bool = True, precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         self.recipe = recipes.get(recipe)
         if seed is not None:
             self.recipe = self.recipe.replace(seed=int(seed))
@@ -196,8 +207,13 @@ class Trainer:
 
     def build_model(self):
         keras.utils.set_random_seed(self.recipe.seed)
-        with self.strategy.scope():
-            self.model = recipes.build_model(self.recipe, self.info["shape"])
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(self.precision)
+        try:
+            with self.strategy.scope():
+                self.model = recipes.build_model(self.recipe, self.info["shape"])
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
         return self.model
 
     def _callbacks(self, manager):
@@ -385,7 +401,7 @@ class Trainer:
         summary = {"recipe": self.recipe.name, "seed": self.recipe.seed,
                    "steps": cb.current_step(model), "dataset": self.recipe.dataset,
                    "train_seconds": round(getattr(self, "train_seconds", 0.0), 1),
-                   "tfgen_version": tfgen.__version__}
+                   "precision": self.precision, "tfgen_version": tfgen.__version__}
         if prior_fit:
             summary["prior_fit"] = prior_fit
         if self.history:
