@@ -47,11 +47,10 @@ def _load(arg):
 
 
 def _info(arg) -> dict:
-    path = pathlib.Path(arg)
-    for candidate in (path / "metrics.json", path / "card.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return {}
+    """Steps and training time from a run's metrics.json or a zoo card (as bench/mnist_scores.py)."""
+    from mnist_scores import _train_info  # the sibling benchmark; bench/ is on sys.path when run
+
+    return _train_info(arg)
 
 
 def _header(title, command, t0):

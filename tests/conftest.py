@@ -30,3 +30,20 @@ def shared_data_dir(monkeypatch):
         pytest.skip(f"no MNIST files under {path}")
     monkeypatch.setenv("TFGEN_DATA_DIR", path)
     return path
+
+
+@pytest.fixture
+def offline_empty_data_dir(monkeypatch, tmp_path):
+    """``$TFGEN_DATA_DIR`` pointing at an empty folder and TFDS unable to download:
+    the situation in which a loader must name both ways to provide the data."""
+    import tensorflow_datasets as tfds
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("TFGEN_DATA_DIR", str(empty))
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    return empty

@@ -273,15 +273,8 @@ def test_upstream_layout_without_manifest(tmp_path):
         data.load_fsdd("test", data_dir=tmp_path, source="files")
 
 
-def test_missing_fsdd_names_both_ways(monkeypatch, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("TFGEN_DATA_DIR", str(empty))
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(tfds, "load", offline)
+def test_missing_fsdd_names_both_ways(offline_empty_data_dir):
+    empty = offline_empty_data_dir
     with pytest.raises(FileNotFoundError) as e:
         data.load("fsdd", batch_size=10)
     msg = str(e.value)

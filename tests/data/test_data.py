@@ -218,15 +218,8 @@ def test_fashion_mnist_via_data_dir():
     np.testing.assert_array_equal(y2, y[:10])
 
 
-def test_missing_data_names_both_ways(monkeypatch, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("TFGEN_DATA_DIR", str(empty))
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(tfds, "load", offline)
+def test_missing_data_names_both_ways(offline_empty_data_dir):
+    empty = offline_empty_data_dir
     with pytest.raises(FileNotFoundError) as e:
         data.load("mnist", batch_size=10)
     msg = str(e.value)
