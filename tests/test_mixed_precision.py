@@ -82,3 +82,77 @@ def test_trainer_and_cli_precision(tmp_path, capsys):
     with pytest.raises(ValueError, match="precision must be one of"):
         from tfgen.trainers import Trainer
         Trainer("gram-ring8", tmp_path / "x", precision="float8")
+
+
+# -- the numerically sensitive parts stay float32 (issue 7, item 2) ----------------------
+# Op types that must never compute in a 16-bit type: factorisations and solves, the
+# pieces of log-sum-exp and of kernels (Exp, Log, Max), distances and norms (Square,
+# Sqrt), k-NN (TopKV2), and reductions that make a loss (Mean).
+SENSITIVE = {"Cholesky", "MatrixTriangularSolve", "MatrixSolve", "MatrixInverse",
+             "MatrixDeterminant", "LogMatrixDeterminant", "SelfAdjointEigV2", "Svd",
+             "Exp", "Log", "Log1p", "Softplus", "Max", "Min", "Sqrt", "Rsqrt", "Square",
+             "SquaredDifference", "Pow", "Xlogy", "TopKV2", "Mean", "Prod"}
+# Half-typed ops allowed outside a network's name scope: no arithmetic, or the sum of
+# gradient contributions of a network called more than once (AddN).
+SHAPE_ONLY = {"Reshape", "Shape", "Fill", "Identity", "AddN", "ZerosLike", "OnesLike"}
+NETWORK_SCOPE = ("generator", "critic", "discriminator", "encoder", "decoder")
+# Float32 ops each method must contain: proves the walk reached the sensitive parts
+# (GRAM's Cholesky solve, SGN's k-NN, KDE-GAN's stopping test inside the reversal's
+# while-loop body, WGAN-GP's gradient norm, ...).
+MUST_SEE_FLOAT32 = {"gram-ring8": {"Cholesky", "MatrixTriangularSolve", "Exp"},
+                    "mmd-net-ring8": {"Exp"}, "sgn-ring8": {"TopKV2", "Log"},
+                    "gan-ring8": {"Softplus"}, "kde-gan-ring8": {"Softplus", "Exp"},
+                    "wgan-gp-ring8": {"Sqrt"}, "level-set-ring8": {"Square"},
+                    "mmd-gan-ring8": {"Exp"}, "iml-digits": {"Cholesky", "MatrixTriangularSolve"},
+                    "vae-mnist": {"Exp", "Log"}}
+
+
+def _graph_ops(graph):
+    """Every op of a graph and, recursively, of the functions it calls (while-loop
+    bodies, cond branches, nested tf.functions)."""
+    import tensorflow as tf  # noqa: F401
+
+    yield from graph.get_operations()
+    for fn in list(getattr(graph, "_functions", {}).values()):
+        if getattr(fn, "graph", None) is not None:
+            yield from _graph_ops(fn.graph)
+
+
+def _op_dtype(op):
+    try:
+        dtype = op.get_attr("T")
+    except (ValueError, TypeError):
+        return None
+    return None if isinstance(dtype, list) else dtype   # While, IdentityN: a list of types
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"], indirect=True)
+@pytest.mark.parametrize("name,changes", CASES, ids=[c[0] for c in CASES])
+def test_sensitive_ops_stay_float32(policy, name, changes):
+    """Trace each method's ``train_step`` under the policy and read the dtype of every
+    op: the networks compute in 16 bits, the Cholesky solves, kernels, distances, k-NN
+    and losses in float32 (or float64)."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    r = recipes.get(name).replace(**changes)
+    x = tfgen.data.load_numpy(r.dataset, "train")[:r.batch_size].astype(np.float32)
+    model = recipes.build_model(r, tfgen.data.info(r.dataset)["shape"])
+    model.fit(x, batch_size=r.batch_size, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    graph = tf.function(model.train_step).get_concrete_function(
+        tf.TensorSpec(x.shape, tf.float32)).graph
+    half = {tf.float16, tf.bfloat16}
+    wrong, seen32, n_half = [], set(), 0
+    for op in _graph_ops(graph):
+        dtype = _op_dtype(op)
+        if dtype in half:
+            n_half += 1
+            in_network = any(s in op.name for s in NETWORK_SCOPE)
+            if op.type in SENSITIVE or not (in_network or op.type in SHAPE_ONLY):
+                wrong.append(f"{op.type} {op.name} ({dtype.name})")
+        elif dtype in (tf.float32, tf.float64):
+            seen32.add(op.type)
+    assert not wrong, f"{name} under {policy}: 16-bit ops outside the networks: {wrong[:10]}"
+    assert MUST_SEE_FLOAT32[name] <= seen32, (name, MUST_SEE_FLOAT32[name] - seen32)
+    if name != "iml-digits":   # IML's invertible layers are float32 by design
+        assert n_half > 0, f"{name}: no op computed in 16 bits: the policy did not reach the networks"
