@@ -111,6 +111,20 @@ class GenerativeModel(keras.Model):
         at another optimizer. The ``Trainer`` counts steps with it."""
         return self.optimizer.iterations
 
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
+        """``keras.Model.fit``, refusing data that yields no batch: Keras only warns
+        ("Your input ran out of data") and returns an empty history, so a
+        pipeline filtered down to nothing would "train" silently."""
+        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
+            raise ValueError("x: the tf.data.Dataset is empty (cardinality 0), so fit would take no step")
+        if isinstance(x, np.ndarray) and x.ndim >= 1 and x.shape[0] == 0:
+            raise ValueError(f"x: expected a non-empty array, got shape {x.shape}")
+        history = super().fit(x, y, batch_size=batch_size, epochs=epochs, **kwargs)
+        if not history.history and epochs > kwargs.get("initial_epoch", 0) and not self.stop_training:
+            raise ValueError("x: fit took no step: the data yielded no batch in the first epoch "
+                             "(an empty dataset, or a filter that drops every example?)")
+        return history
+
     def _step_seed(self, salt: int = 0):
         """A stateless seed for this training step: a function of the model's seed
         and its step counter, so a resumed run draws the same codes as an

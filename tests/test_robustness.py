@@ -119,6 +119,31 @@ def test_trainer_rejects_empty_and_tiny_data(tmp_path):
     assert not (tmp_path / "empty").exists() and not (tmp_path / "one").exists()
 
 
+def _empty_datasets():
+    rows = np.zeros((10, 2), "float32")
+    return {"empty": tf.data.Dataset.from_tensor_slices(rows[:0]).batch(5),
+            "filtered to nothing": tf.data.Dataset.from_tensor_slices(rows).filter(lambda r: False).batch(5)}
+
+
+@pytest.mark.parametrize("kind", ["empty", "filtered to nothing", "empty array"])
+def test_fit_refuses_data_that_yields_no_batch(kind):
+    """Keras only warns "Your input ran out of data" and returns an empty history;
+    tfgen's ``fit`` raises, and the weights are untouched."""
+    keras.utils.set_random_seed(0)
+    model = MMDNet(networks.mlp(2, [8], 2), Uniform(2))
+    model.compile(optimizer="adam")
+    before = [w.copy() for w in model.generator.get_weights()]
+    data = np.zeros((0, 2), "float32") if kind == "empty array" else _empty_datasets()[kind]
+    message = {"empty": "tf.data.Dataset is empty", "filtered to nothing": "fit took no step",
+               "empty array": r"expected a non-empty array, got shape \(0, 2\)"}[kind]
+    with pytest.raises(ValueError, match=message):
+        model.fit(data, epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.generator.get_weights()))
+    # one batch is enough: the check does not refuse a short dataset
+    history = model.fit(np.zeros((5, 2), "float32"), batch_size=5, epochs=1, verbose=0)
+    assert history.history and all(len(v) == 1 for v in history.history.values())
+
+
 # --- the command line -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
@@ -156,11 +181,22 @@ def test_cli_strange_arguments(argv, message, capsys, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
-def test_cli_output_into_a_missing_directory(model, tmp_path, capsys):
+def test_cli_output_into_a_missing_directory(model, tmp_path, capsys, monkeypatch):
+    """The folder of --out is checked before the model is loaded and sampled."""
+    from tfgen import cli
+
     model.export(tmp_path / "export")
-    code, err = _cli(capsys, "sample", tmp_path / "export", "-n", "4", "--out", tmp_path / "no" / "such" / "s.npy")
-    assert code == 2 and "No such file or directory" in err and "no/such/s.npy" in err, err
-    assert "Traceback" not in err
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(cli, "_load_any", must_not_load)
+    missing = tmp_path / "no" / "such" / "s.npy"
+    code, err = _cli(capsys, "sample", tmp_path / "export", "-n", "4", "--out", missing)
+    assert code == 2, err
+    assert err == (f"tfgen sample: error: --out {str(missing)!r}: its folder "
+                   f"{str(tmp_path / 'no' / 'such')!r} does not exist (create it first)\n"), err
+    assert not (tmp_path / "no").exists()
 
 
 def test_cli_sample_over_max_samples(model, tmp_path, capsys):

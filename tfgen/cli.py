@@ -119,6 +119,12 @@ def cmd_sample(args):
 
     if args.n <= 0:
         raise ValueError(f"-n must be positive, got {args.n}")
+    # the output is checked before the model is loaded and sampled (minutes for a big one)
+    if not args.out.endswith((".png", ".npy")):
+        raise ValueError(f"--out must end in .png or .npy, got {args.out!r}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out {args.out!r}: its folder {folder!r} does not exist (create it first)")
     if sum(a is not None for a in (args.interpolate, args.traverse, args.grid)) > 1:
         raise ValueError("pass at most one of --interpolate, --traverse and --grid")
     if args.interpolate is not None:

@@ -147,14 +147,15 @@ def _find_code(obj, where: str = "the model"):
     return None
 
 
-def check_keras_file(path) -> dict:
+def check_keras_file(path, *, tfgen_model: bool = True) -> dict:
     """Check that ``path`` is a whole ``.keras`` file of a tfgen model without
     deserializing it: a complete zip archive with ``config.json`` and
     ``model.weights.h5`` whose top-level object is a registered tfgen
     ``GenerativeModel`` and which holds no ``Lambda`` layer (Keras' safe mode
     refuses Python lambdas; tfgen refuses every ``Lambda``, since a tfgen model
-    never needs one). Returns the config. Raises ``FileNotFoundError`` or
-    ``ModelFileError``."""
+    never needs one). ``tfgen_model=False`` accepts any Keras model (a feature
+    network) and keeps the other checks. Returns the config. Raises
+    ``FileNotFoundError`` or ``ModelFileError``."""
     import keras
 
     import tfgen.models  # noqa: F401  (registers the classes)
@@ -193,7 +194,7 @@ def check_keras_file(path) -> dict:
         raise ModelFileError(f"{path!r} is corrupt: its config.json is not a Keras object config")
     registered = config.get("registered_name") or ""
     cls = keras.saving.get_registered_object(registered) if registered.startswith("tfgen>") else None
-    if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
+    if tfgen_model and not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
         module = config.get("module") or "?"
         raise ModelFileError(f"{path!r} is not a tfgen model: it holds a {config['class_name']} "
                              f"(from {module}), not a tfgen GenerativeModel")

@@ -17,6 +17,7 @@ from tfgen.metrics import (FeatureNetwork, classifier_inception_score, fid, frec
                            inception_score, inception_v3, lenet, train_classifier)
 from tfgen.metrics import classifier
 from tfgen.metrics.image import feature_statistics
+from tfgen.export import ModelFileError
 
 
 def identity_model(shape=(4, 4, 1), n_classes=3, seed=0):
@@ -200,8 +201,33 @@ def test_save_load_round_trip(trained, digits28, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         FeatureNetwork.load(str(tmp_path / "missing.keras"))
     (tmp_path / "junk.keras").write_text("not a zip")
-    with pytest.raises(ValueError, match="could not be loaded"):
+    with pytest.raises(ModelFileError, match="truncated or not a zip archive"):
         FeatureNetwork.load(tmp_path / "junk.keras")
+
+
+def _double(t):
+    return 2.0 * t
+
+
+@pytest.mark.parametrize("function", [_double, lambda t: 2.0 * t], ids=["named", "python-lambda"])
+def test_load_refuses_lambda_layers_and_corrupt_cards(function, tmp_path):
+    """A feature network holding a Lambda layer is refused before Keras deserializes it
+    (a named function would load under Keras' safe mode), and a corrupt card.json is
+    named as such."""
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Lambda(function)(inp)))
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ModelFileError, match="contains a Lambda layer"):
+        FeatureNetwork.load(tmp_path / "lambda.keras")
+    good = tmp_path / "good"
+    good.mkdir()
+    keras.Model(inp, keras.layers.Dense(2, name="logits")(keras.layers.Dense(3, name="features")(inp))).save(
+        good / "model.keras")
+    (good / "card.json").write_text("{feature_layer: ")
+    with pytest.raises(ModelFileError, match="card.json' is corrupt: not valid JSON"):
+        FeatureNetwork.load(good)
+    (good / "card.json").write_text('{"feature_layer": "features", "logits_layer": "logits"}')
+    assert FeatureNetwork.load(good).feature_layer == "features"
 
 
 def test_cli_trains_and_writes_entry_atomically(shared_data_dir, tmp_path, capsys):

@@ -405,11 +405,21 @@ class FeatureNetwork:
         keras_file = path / "model.keras" if path.is_dir() else path
         if not keras_file.is_file():
             raise FileNotFoundError(f"name_or_path: no model.keras in {str(path)!r}")
+        from tfgen import zoo  # noqa: PLC0415
+        from tfgen.export import ModelFileError  # noqa: PLC0415
+
+        # the zoo's checks before Keras sees the file: not a zip, truncated, a
+        # Lambda layer (any Lambda: a feature network never needs code) -> a clear error
+        zoo.check_keras_file(keras_file, tfgen_model=False)
         settings = {}
         card_file = keras_file.parent / "card.json"
         if card_file.is_file():
-            with open(card_file) as f:
-                card = json.load(f)
+            try:
+                card = json.loads(card_file.read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ModelFileError(f"{str(card_file)!r} is corrupt: not valid JSON ({exc})") from exc
+            if not isinstance(card, dict):
+                raise ModelFileError(f"{str(card_file)!r} is corrupt: expected a JSON object")
             for key in ("feature_layer", "logits_layer", "input_range", "resize", "channels",
                         "logits_are_probabilities"):
                 if key in card:
@@ -418,7 +428,7 @@ class FeatureNetwork:
         try:
             model = keras.models.load_model(keras_file, safe_mode=True, compile=False)
         except Exception as exc:  # keras raises many types for foreign or broken files
-            raise ValueError(f"{str(keras_file)!r} could not be loaded as a Keras model: {exc}") from exc
+            raise ModelFileError(f"{str(keras_file)!r} could not be loaded as a Keras model: {exc}") from exc
         return cls(model, **settings)
 
     def __repr__(self):
