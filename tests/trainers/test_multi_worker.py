@@ -10,11 +10,11 @@ shared run directory: the chief alone writes the outputs, and the other
 worker's temporary directory is gone afterwards.
 
 Data order: Keras's ``fit`` under any strategy takes one batch from a fresh
-iterator of the dataset before training (``_maybe_symbolic_build``), so a
-``reshuffle_each_iteration`` pipeline trains on its *second* shuffle order
-under a strategy and its first on one device. Both are valid seeded orders
-(and a resumed run repeats the peek, so resuming stays exact), but they are
-different batches; the equality check therefore feeds an unshuffled pipeline.
+iterator of the dataset before training (``_maybe_symbolic_build``). A
+repeated, shuffled pipeline orders each pass by ``(seed, pass)`` only
+(``tfgen.data.pipeline.pass_order``), so that peek does not change the
+batches the training iterator yields, and the workers are fed the Trainer's
+own shuffled pipeline.
 """
 
 import json
@@ -67,8 +67,8 @@ for name, make in (("gram", gram), ("sgn", sgn)):
     with strategy.scope():
         model = make()
     start = [np.array(w) for w in model.get_weights()]
-    # the Trainer's sharding; unshuffled (see the test module's docstring)
-    ds = shard_by_data(tfgen.data.from_array(x, batch, shuffle=False, repeat=True))
+    # the Trainer's pipeline: shuffled, repeated, sharded by data
+    ds = shard_by_data(tfgen.data.from_array(x, batch, seed=5, repeat=True))
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
     np.savez(os.path.join(out, name + ".npz"), *start, *[np.array(w) for w in model.get_weights()])
 

@@ -69,6 +69,26 @@ def validate_array(x, name="x") -> np.ndarray:
     return arr
 
 
+def _batched(ds, batch_size, drop_remainder):
+    return ds if batch_size is None else ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def pass_order(n: int, seed: int, epoch) -> tf.Tensor:
+    """The order of the examples ``0..n-1`` in pass ``epoch`` over a repeated dataset:
+    a stateless permutation keyed by ``(seed, epoch)`` only.
+
+    A ``shuffle(seed=..., reshuffle_each_iteration=True)`` draws each iterator's
+    orders from state shared by all iterators of the dataset, so the second
+    iterator opened sees other orders than the first. Keras opens one to peek at
+    a batch before training under a ``tf.distribute`` strategy, so a distributed
+    run trained on other batches than the same run on one device. With the order
+    a function of (seed, pass), every iterator (and every worker, and a resumed
+    run) yields the same batches.
+    """
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), key, tf.constant(n - 1, tf.int64))
+
+
 def array_dataset(x, y=None, batch_size=None, *, shuffle=True, seed=0, drop_remainder=True, repeat=False,
                   scale=None) -> tf.data.Dataset:
     """A pipeline over in-memory arrays.
@@ -81,12 +101,16 @@ def array_dataset(x, y=None, batch_size=None, *, shuffle=True, seed=0, drop_rema
     n = len(x)
     xt = tf.constant(x)
     yt = None if y is None else tf.constant(np.asarray(y, dtype=np.int64))
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        # A seeded shuffle that still reshuffles each epoch: reproducible runs, fresh orders.
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if batch_size is not None:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if shuffle and repeat:
+        ds = tf.data.Dataset.counter().flat_map(
+            lambda e: _batched(tf.data.Dataset.from_tensor_slices(pass_order(n, seed, e)),
+                               batch_size, drop_remainder))
+    else:
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            # A seeded shuffle that still reshuffles each epoch: reproducible runs, fresh orders.
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = _batched(ds, batch_size, drop_remainder)
 
     def gather(i):
         xb = tf.gather(xt, i)
@@ -97,7 +121,7 @@ def array_dataset(x, y=None, batch_size=None, *, shuffle=True, seed=0, drop_rema
         return xb if yt is None else (xb, tf.gather(yt, i))
 
     ds = ds.map(gather, num_parallel_calls=AUTOTUNE)
-    if repeat:
+    if repeat and not shuffle:
         ds = ds.repeat()
     return ds.prefetch(AUTOTUNE)
 
@@ -111,7 +135,12 @@ def stream_dataset(ds, example_bytes, size, batch_size=None, *, shuffle=True, se
         buffer = max(1000, SHUFFLE_BUFFER_BYTES // max(1, example_bytes))
         if size is not None:
             buffer = min(buffer, size)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            # One shuffle over the endless stream, the same for every iterator (see
+            # pass_order); examples mix across pass boundaries within one buffer.
+            ds = ds.repeat().shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        else:
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if batch_size is not None:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
@@ -120,7 +149,7 @@ def stream_dataset(ds, example_bytes, size, batch_size=None, *, shuffle=True, se
         return x if len(el) == 1 else (x, tf.cast(el[1], tf.int64))
 
     ds = ds.map(convert, num_parallel_calls=AUTOTUNE)
-    if repeat:
+    if repeat and not shuffle:
         ds = ds.repeat()
     return ds.prefetch(AUTOTUNE)
 
