@@ -89,6 +89,46 @@ def test_threshold_controls_the_reversal_length():
     assert full["reversal_steps"] == 6
 
 
+def test_fixed_schedule_skips_the_reference_batch_and_xla_changes_nothing():
+    """With tau = +inf the test cannot stop the loop: no reference batch is generated
+    or reversed, and the prior gets the same data codes as a reversal beside a
+    reference (each code's descent is its own); XLA compilation of the loop gives
+    the same step."""
+    x = ring_data(64)
+    twin = make_kde_gan(threshold=np.inf)()
+    x_g = twin.generator(twin.prior.sample(64, seed=twin._step_seed(1)), training=False)
+    with_reference = tfgen.ops.reverse(twin.generator, x, steps=6, lr=0.5, reference=x_g,
+                                       threshold=np.inf, gamma=1e-4, init_scale=1e-4,
+                                       seed=twin._step_seed(2))
+    model = make_kde_gan(threshold=np.inf)()
+    calls = []
+    original = tfgen.ops.reverse
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("reference"))
+        return original(*args, **kwargs)
+
+    import tfgen.models.kde_gan as kde_gan_module
+    kde_gan_module.ops.reverse = spy
+    try:
+        logs = model.train_on_batch(x, return_dict=True)
+    finally:
+        kde_gan_module.ops.reverse = original
+    assert calls == [None]
+    assert logs["reversal_steps"] == 6 and np.isnan(logs["reversal_mmd2"])
+    np.testing.assert_allclose(model.prior.codes.numpy()[:64], with_reference.codes.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    for threshold in (1e-3, np.inf):
+        plain, xla = make_kde_gan(threshold=threshold)(), make_kde_gan(threshold=threshold,
+                                                                       reversal_jit_compile=True)()
+        a = plain.train_on_batch(x, return_dict=True)
+        b = xla.train_on_batch(x, return_dict=True)
+        assert a["reversal_steps"] == b["reversal_steps"]
+        for u, v in zip(plain.get_weights(), xla.get_weights()):
+            np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+    assert xla.get_config()["reversal_jit_compile"] is True
+
+
 def test_export_warns_until_the_prior_is_fitted_on_training_images(tmp_path):
     model = make_kde_gan()()
     model.fit(ring_data(64), batch_size=64, epochs=1, verbose=0)

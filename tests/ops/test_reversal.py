@@ -278,6 +278,24 @@ def test_runs_inside_tf_function_with_unknown_batch():
     np.testing.assert_allclose(graph.error.numpy(), eager.error.numpy(), rtol=1e-4, atol=1e-8)
 
 
+def test_xla_compiled_loop_gives_the_same_reversal():
+    """``jit_compile=True`` (eagerly and inside a traced function) takes the same number
+    of steps to the same codes as the graph loop, with and without a stopping test."""
+    g = mlp_generator()
+    x, ref = g(_normal((12, 4), 17)), g(_normal((12, 4), 18, scale=3.0))   # ref told apart at step 2
+    for kwargs in ({"reference": ref, "threshold": 0.1, "gamma": 1.0}, {"threshold": INF}):
+        plain = reverse(g, x, steps=30, lr=2.0, seed=[7, 8], **kwargs)
+        xla = reverse(g, x, steps=30, lr=2.0, seed=[7, 8], jit_compile=True, **kwargs)
+        traced = tf.function(lambda x: reverse(g, x, steps=30, lr=2.0, seed=[7, 8], jit_compile=True,
+                                               **kwargs))(x)
+        for out in (xla, traced):
+            assert int(out.steps) == int(plain.steps)
+            np.testing.assert_allclose(out.codes.numpy(), plain.codes.numpy(), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(out.error.numpy(), plain.error.numpy(), rtol=1e-3, atol=1e-7)
+    assert 1 < int(reverse(g, x, steps=30, lr=2.0, seed=[7, 8], reference=ref, threshold=0.1,
+                           gamma=1.0, jit_compile=True).steps) < 30   # the test did stop it
+
+
 def test_eager_calls_reuse_one_trace_per_generator():
     g = CountingGenerator(mlp_generator())
     x, ref = g.model(_normal((8, 4), 15)), g.model(_normal((8, 4), 16))

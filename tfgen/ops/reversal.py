@@ -149,24 +149,25 @@ _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _COMPILED_STRONG: dict = {}  # generators that cannot be weakly referenced
 
 
-def _compiled(generator):
+def _compiled(generator, jit_compile: bool = False):
     try:
-        fn = _COMPILED.get(generator)
+        fns = _COMPILED.get(generator)
     except TypeError:
-        fn = _COMPILED_STRONG.get(id(generator), (None, None))[1]
-    if fn is not None:
-        return fn
-    ref = _weak(generator)
+        fns = _COMPILED_STRONG.get(id(generator), (None, None))[1]
+    if fns is None:
+        fns = {}
+        try:
+            _COMPILED[generator] = fns
+        except TypeError:
+            _COMPILED_STRONG[id(generator)] = (generator, fns)
+    if jit_compile not in fns:
+        ref = _weak(generator)
 
-    def run(*args, mode, training):
-        return _reverse_loop(ref(), *args, mode=mode, training=training)
+        def run(*args, mode, training):
+            return _reverse_loop(ref(), *args, mode=mode, training=training)
 
-    fn = tf.function(run, reduce_retracing=True)
-    try:
-        _COMPILED[generator] = fn
-    except TypeError:
-        _COMPILED_STRONG[id(generator)] = (generator, fn)
-    return fn
+        fns[jit_compile] = tf.function(run, reduce_retracing=True, jit_compile=jit_compile)
+    return fns[jit_compile]
 
 
 def _weak(obj):
@@ -226,7 +227,8 @@ def _check_finite(name, t):
 
 def reverse(generator, x, *, z0=None, steps=50, lr=1.0, reference=None, reference_z0=None,
             reference_z=None, compare_to: str = "reference", threshold=1e-4, gamma=1e-4,
-            min_steps=1, init_scale=1e-4, seed=None, training: bool = False) -> Reversal:
+            min_steps=1, init_scale=1e-4, seed=None, training: bool = False,
+            jit_compile: bool = False) -> Reversal:
     """Codes ``z`` with ``generator(z) ~ x``: gradient descent on the codes
     (KDE-GAN paper Alg. 1) with the MMD stopping rule of its §4.
 
@@ -256,6 +258,10 @@ def reverse(generator, x, *, z0=None, steps=50, lr=1.0, reference=None, referenc
         None draws a fresh seed.
       training: passed to the generator (default inference mode, as sampling;
         with ``training=True`` batch normalisation would pool x and reference).
+      jit_compile: compile the loop with XLA (one fused program for all the
+        steps; on CPU 1.35x faster per step for the MNIST MLP generator,
+        ``bench/reversal_cost.py --xla``). Also inside a traced function
+        (the KDE-GAN's ``train_step``), as a nested XLA-compiled function.
 
     Returns:
       A :class:`Reversal` ``(codes, error, steps, mmd2, reference_codes)``,
@@ -363,5 +369,10 @@ def reverse(generator, x, *, z0=None, steps=50, lr=1.0, reference=None, referenc
             as_tensor(steps, tf.int32), as_tensor(lr, dtype), as_tensor(threshold, tf.float32),
             as_tensor(gamma, dtype), as_tensor(min_steps, tf.int32))
     if tf.executing_eagerly():
-        return _compiled(generator)(*args, mode=mode, training=bool(training))
+        return _compiled(generator, bool(jit_compile))(*args, mode=mode, training=bool(training))
+    if jit_compile:
+        # Traced inside another function: call an XLA-compiled function (None stands
+        # for an absent argument, as tf.function takes it as a static value).
+        return tf.function(lambda *a: _reverse_loop(generator, *a, mode=mode, training=training),
+                           jit_compile=True)(*args)
     return _reverse_loop(generator, *args, mode=mode, training=training)
