@@ -22,6 +22,23 @@ import tensorflow as tf
 from tfgen.distributions import Prior
 
 
+def keep_update_order() -> None:
+    """Turn off Grappler's dependency optimizer, process-wide.
+
+    A tfgen ``train_step`` takes several optimizer updates in one ``tf.function``
+    (n_critic critic steps, then the generator's), and each reads the weights the
+    previous one wrote. ``tf.function`` orders those reads after the writes with
+    control edges; with the dependency optimizer on (TensorFlow's default), a
+    WGAN-GP step with n_critic = 2 gave one of several results in ~20% of
+    processes on CPU (TF 2.20), both in loss and weights, while eager execution,
+    n_critic = 1, or this optimizer off gave the same result in every process
+    (``tests/models/test_wgan_gp.py::test_step_is_the_same_in_every_process``).
+    Called by every ``GenerativeModel.compile``; set
+    ``tf.config.optimizer.set_experimental_options({"dependency_optimization": True})``
+    afterwards to undo it."""
+    tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
+
+
 @keras.saving.register_keras_serializable(package="tfgen")
 class GenerativeModel(keras.Model):
     """Base class: ``generate(z)``, ``sample(n, seed)``, ``train_step``, ``export``.
@@ -110,6 +127,11 @@ class GenerativeModel(keras.Model):
         update per step. A method with several (the Level Set GAN) points it
         at another optimizer. The ``Trainer`` counts steps with it."""
         return self.optimizer.iterations
+
+    def compile(self, *args, **kwargs):
+        """``keras.Model.compile``, after :func:`keep_update_order`."""
+        keep_update_order()
+        return super().compile(*args, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
         """``keras.Model.fit``, refusing data that yields no batch: Keras only warns

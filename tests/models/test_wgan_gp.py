@@ -146,3 +146,35 @@ def test_bad_arguments():
         WGANGP(g, networks.mlp(2, [8], 1), Gaussian(4), gp_weight=-1.0)
     with pytest.raises(ValueError, match="one score"):
         WGANGP(g, networks.mlp(2, [8], 4), Gaussian(4))
+
+
+_ONE_STEP = r'''
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path[:0] = [os.path.join(os.getcwd(), "tests"), os.path.join(os.getcwd(), "tests", "models")]
+import numpy as np
+import test_wgan_gp as T
+model = T.make_wgan(sgd=True)()
+logs = model.train_on_batch(T.ring_data(32), return_dict=True)
+print(repr(float(logs["critic_loss"])), repr(float(sum(np.abs(w).sum() for w in model.get_weights()))))
+'''
+
+
+def test_step_is_the_same_in_every_process():
+    """Two critic updates and a generator update in one traced step give the same
+    loss and weights in every process. With TensorFlow's Grappler dependency
+    optimizer on, ~20% of processes took another (stale-read) path;
+    ``GenerativeModel.compile`` turns it off (``models.base.keep_update_order``)."""
+    import subprocess
+    import sys
+
+    model = make_wgan(sgd=True)()
+    assert tf.config.optimizer.get_experimental_options().get("dependency_optimization") is False
+    here = model.train_on_batch(ring_data(32), return_dict=True)
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    procs = [subprocess.Popen([sys.executable, "-c", _ONE_STEP], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for _ in range(6)]
+    outputs = {p.communicate(timeout=240)[0].strip() for p in procs}
+    assert len(outputs) == 1, f"the step differs between processes: {sorted(outputs)}"
+    loss, _ = next(iter(outputs)).split()
+    assert float(loss) == pytest.approx(float(here["critic_loss"]), rel=1e-6)
