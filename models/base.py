@@ -133,6 +133,14 @@ class GenerativeModel(keras.Model):
         keep_update_order()
         return super().compile(*args, **kwargs)
 
+    def compile_from_config(self, config):
+        # Keras skips compiling a loaded model whose class overrides `compile`, so this
+        # does what its default does: compile, then create the optimizer's variables so
+        # the saved optimizer state loads into them.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
         """``keras.Model.fit``, refusing data that yields no batch: Keras only warns
         ("Your input ran out of data") and returns an empty history, so a
