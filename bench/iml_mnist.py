@@ -7,7 +7,7 @@ to other zoo models. A benchmark: never part of the test run.
         runs/iml-mnist runs/vae-mnist gan-mnist-mlp wgan-gp-mnist-mlp
 
     # Figure 3: K in {20, 40, ..., 140}, IML and VAE, trained here
-    TFGEN_DATA_DIR=../shared/data python bench/iml_mnist.py sweep --ks 20 40 60 80 100 120 140 --epochs 50
+    TFGEN_DATA_DIR=../shared/data python bench/iml_mnist.py sweep --ks 20 40 60 80 100 120 140
 
     # a GMM prior fitted on reversed training codes for GAN and GRAM models
     TFGEN_DATA_DIR=../shared/data python bench/iml_mnist.py learned-prior gan-mnist-mlp runs/gram-mnist-clip
@@ -151,46 +151,98 @@ def cmd_table(args, t0):
 
 
 def cmd_sweep(args, t0):
+    """Train IML and the VAE at each K and score them. Resumable: rows already in
+    the JSON beside ``--out`` (same K, recipe and epochs) are kept, and a run
+    stopped mid-training resumes from its checkpoint (its row then says so)."""
     import keras
+    import tensorflow as tf
     import tfgen
     from tfgen.trainers import Trainer, recipes
 
     test = tfgen.data.load_numpy("mnist", "test")
-    rows = []
+    cache = pathlib.Path(args.out).with_suffix(".json")
+    def epochs(base):
+        r = recipes.get(base)
+        return r.steps * r.batch_size // 60_000 if args.epochs is None else args.epochs
+
+    rows = [r for r in (json.loads(cache.read_text())["rows"] if cache.is_file() else [])
+            if "epochs" in r and r["epochs"] == epochs(r["recipe"])]
     for k in args.ks:
         for base in args.methods:
+            if any(r["k"] == k and r["recipe"] == base for r in rows):
+                continue
             r = recipes.get(base)
-            r = r.replace(name=f"{base}-k{k}", latent_dim=k, steps=args.epochs * (60_000 // r.batch_size))
+            steps = r.steps if args.epochs is None else args.epochs * (60_000 // r.batch_size)
+            r = r.replace(name=f"{base}-k{k}", latent_dim=k, steps=steps)
             out = pathlib.Path(args.runs) / r.name
+            resumed_from = tf.train.latest_checkpoint(str(out / "checkpoints"))
             t1 = time.time()
             trainer = Trainer(r, out, verbose=0, sample_pictures=False, evaluate_at_end=False)
             model = trainer.run()
-            row = {"k": k, "method": type(model).__name__, "recipe": base, "steps": int(model.train_steps),
-                   "train_seconds": trainer.summary["train_seconds"],
+            row = {"k": k, "method": type(model).__name__, "recipe": base, "epochs": epochs(base),
+                   "steps": int(model.train_steps), "train_seconds": trainer.summary["train_seconds"],
+                   "resumed_from": resumed_from, "lr_reductions": trainer.summary.get("lr_reductions"),
                    **_scores(model, test, args.seed, image_scores=False)}
             rows.append(row)
             print(f"K={k} {base}: KDE score {row['kde_score']:.1f} ({time.time() - t1:.0f} s)", flush=True)
             del model, trainer
             keras.backend.clear_session()
-        _sweep_report(args, rows, t0)  # after every K, so a stopped sweep leaves what it measured
+            _sweep_report(args, rows, t0)  # after every model, so a stopped sweep keeps what it measured
+    _sweep_report(args, rows, t0)
 
 
 def _sweep_report(args, rows, t0):
-    done = [k for k in args.ks if all(any(r["k"] == k and r["recipe"] == m for r in rows) for m in args.methods)]
+    done = sorted(k for k in args.ks if all(any(r["k"] == k and r["recipe"] == m for r in rows)
+                                            for m in args.methods))
     lines = _header("IML: the latent-size sweep (paper Figure 3, left)",
-                    f"python bench/iml_mnist.py sweep --ks {' '.join(map(str, args.ks))} --epochs {args.epochs}", t0)
-    lines += [f"- each model trained {args.epochs} epochs with its recipe's other settings "
-              f"({', '.join(args.methods)}); KDE score as in the Table 1 report (mean ± std over 10 draws)",
-              f"- done: K = {', '.join(map(str, done))} of {', '.join(map(str, args.ks))}", "",
+                    f"python bench/iml_mnist.py sweep --ks {' '.join(map(str, args.ks))}"
+                    + (f" --epochs {args.epochs}" if args.epochs is not None else ""), t0)
+    length = "its recipe's length" if args.epochs is None else f"{args.epochs} epochs"
+    per_method = "; ".join(f"{m}: {', '.join(str(e) for e in sorted({r['epochs'] for r in rows if r['recipe'] == m}))}"
+                           for m in args.methods)
+    lines += [f"- each model trained {length} with its recipe's other settings (epochs: {per_method}); "
+              "KDE score as in the Table 1 report (mean ± std over 10 draws); "
+              "train s is the training time of the process that finished the run",
+              f"- done: K = {', '.join(map(str, done)) or 'none'} of {', '.join(map(str, sorted(args.ks)))}", "",
               "| K | " + " | ".join(f"{m} KDE score | {m} train s" for m in args.methods) + " |",
               "|---|" + "---|---|" * len(args.methods)]
     for k in done:
         cells = []
         for m in args.methods:
             r = next(r for r in rows if r["k"] == k and r["recipe"] == m)
-            cells += [f"{r['kde_score']:.1f} ± {r['kde_std']:.1f}", f"{r['train_seconds']:.0f}"]
+            note = " (resumed)" if r.get("resumed_from") else ""
+            cells += [f"{r['kde_score']:.1f} ± {r['kde_std']:.1f}", f"{r['train_seconds']:.0f}{note}"]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    reductions = [f"{r['recipe']} K={r['k']}: epochs {', '.join(str(x['epoch']) for x in r['lr_reductions'])}"
+                  for r in rows if r.get("lr_reductions")]
+    lines += ["", "Learning-rate reductions (the recipe's plateau schedule): "
+              + ("; ".join(reductions) if reductions else "none in any run") + "."]
+    if done:
+        figure = pathlib.Path(args.out).with_suffix(".png")
+        _sweep_figure(rows, args.methods, done, figure)
+        lines += ["", f"![KDE score against K]({figure.name})"]
     _write(args, lines, {"rows": rows})
+
+
+def _sweep_figure(rows, methods, ks, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m in methods:
+        rs = [next(r for r in rows if r["k"] == k and r["recipe"] == m) for k in ks]
+        ax.errorbar(ks, [r["kde_score"] for r in rs], yerr=[r["kde_std"] for r in rs], marker="o", capsize=3,
+                    label=rs[0]["method"])
+    ax.set_xlabel("latent size K")
+    ax.set_ylabel("KDE score (IML protocol)")
+    ax.set_title("MNIST: KDE score against K (paper Fig. 3, left)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def cmd_learned_prior(args, t0):
@@ -248,7 +300,8 @@ def main(argv=None):
     s = sub.add_parser("sweep", help="Figure 3: KDE score against the latent size K")
     s.add_argument("--ks", type=int, nargs="+", default=[20, 40, 60, 80, 100, 120, 140])
     s.add_argument("--methods", nargs="+", default=["iml-mnist", "vae-mnist"])
-    s.add_argument("--epochs", type=int, default=50)
+    s.add_argument("--epochs", type=int, default=None,
+                   help="training epochs of every model (default: each recipe's own: IML 250, VAE 50)")
     s.add_argument("--runs", default="runs/iml-sweep")
     s.add_argument("--out", default="docs/iml_k_sweep.md")
     lp = sub.add_parser("learned-prior", help="default vs learned GMM prior for trained models")

@@ -1,4 +1,5 @@
-"""Callbacks a run uses: sample pictures, checkpoints, a NaN guard.
+"""Callbacks a run uses: sample pictures, checkpoints, a NaN guard, a
+learning-rate schedule.
 
 Every callback writes under the run directory it is given, never into the
 current directory.
@@ -73,6 +74,66 @@ def current_step(model) -> int:
     the counter is a ``MirroredVariable``, which ``int()`` does not take."""
     v = model.train_steps
     return int(v.numpy() if hasattr(v, "numpy") else v)
+
+
+class ReduceLROnPlateau(keras.callbacks.Callback):
+    """Multiply the learning rate of every optimizer of the model by
+    ``factor`` once the epoch's ``monitor`` value has not fallen below its
+    best by more than ``min_delta`` for ``patience`` epochs; then wait
+    ``patience`` epochs again. Keras' ``ReduceLROnPlateau`` (mode "min", no
+    cooldown) with two differences a resumable run needs:
+
+    * its state (the best value, the epochs waited) lives in variables that
+      the run's checkpoints carry (``self.state``), so a run resumed from a
+      checkpoint reduces the rate at the epochs an uninterrupted run does
+      (Keras' callback forgets its counters on a restart);
+    * a ``monitor`` the logs lack is an error naming the logged values, not
+      a warning once an epoch.
+
+    The learning rates themselves are optimizer variables, in every
+    checkpoint and in ``model.keras`` already. The IML reference code trains
+    its autoencoder with ``ReduceLROnPlateau(factor=0.8, patience=100)``.
+    """
+
+    def __init__(self, factor: float, patience: int, monitor: str = "loss", min_delta: float = 1e-4,
+                 min_lr: float = 0.0, verbose: int = 0):
+        super().__init__()
+        if not 0.0 < float(factor) < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        if int(patience) < 1:
+            raise ValueError(f"patience must be a positive number of epochs, got {patience}")
+        self.factor, self.patience = float(factor), int(patience)
+        self.monitor, self.min_delta, self.min_lr, self.verbose = monitor, float(min_delta), float(min_lr), verbose
+        self.state = tf.Module()
+        self.state.best = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best")
+        self.state.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
+        self.reductions: list[tuple[int, float]] = []  # (epoch, new rate) of this process, for reports
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which the training logs lack; "
+                             f"logged: {', '.join(sorted(logs)) or 'nothing'}")
+        current = float(logs[self.monitor])
+        if current < float(self.state.best.numpy()) - self.min_delta:
+            self.state.best.assign(current)
+            self.state.wait.assign(0)
+            return
+        self.state.wait.assign_add(1)
+        if int(self.state.wait.numpy()) < self.patience:
+            return
+        self.state.wait.assign(0)
+        from tfgen.trainers.checkpoint import optimizers_of
+
+        for name, opt in optimizers_of(self.model).items():
+            old = float(np.asarray(opt.learning_rate))
+            new = max(old * self.factor, self.min_lr)
+            if new < old:
+                opt.learning_rate = new
+                self.reductions.append((epoch + 1, new))
+                if self.verbose:
+                    print(f"\nepoch {epoch + 1}: {self.monitor} has not improved for {self.patience} epochs; "
+                          f"{name} learning rate {old:.3g} -> {new:.3g}")
 
 
 class CheckpointEveryEpoch(keras.callbacks.Callback):

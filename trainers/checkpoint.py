@@ -37,8 +37,10 @@ def optimizers_of(model) -> dict:
     return found
 
 
-def checkpoint_for(model) -> tf.train.Checkpoint:
-    """A ``tf.train.Checkpoint`` of the model, all its optimizers and its extra state.
+def checkpoint_for(model, **run_state) -> tf.train.Checkpoint:
+    """A ``tf.train.Checkpoint`` of the model, all its optimizers and its extra
+    state, plus ``run_state``: trackables of the run rather than the model
+    (the learning-rate schedule's counters).
 
     The step counters live in the optimizers, and the models draw their
     per-step randomness from them, so a restored run continues with the very
@@ -46,7 +48,7 @@ def checkpoint_for(model) -> tf.train.Checkpoint:
     """
     # state a model keeps outside its Keras weights (SGN's candidate index)
     extra = model.checkpoint_state() if hasattr(model, "checkpoint_state") else {}
-    return tf.train.Checkpoint(model=model, **optimizers_of(model), **extra)
+    return tf.train.Checkpoint(model=model, **optimizers_of(model), **extra, **run_state)
 
 
 def non_finite_state(model) -> list[str]:

@@ -190,6 +190,7 @@ class Trainer:
         self.model = None
         self.history = None
         self.diverged = None  # the TrainingDiverged that stopped run(), if one did
+        self.plateau = None   # the learning-rate schedule's callback, when the recipe has one
 
     # -- pieces ---------------------------------------------------------------
     def dataset(self, skip_batches: int = 0) -> tf.data.Dataset:
@@ -216,9 +217,19 @@ class Trainer:
             keras.mixed_precision.set_global_policy(previous)
         return self.model
 
+    def _run_state(self) -> dict:
+        """Trackables of the run (not the model) that its checkpoints carry."""
+        return {"plateau": self.plateau.state} if self.plateau is not None else {}
+
+    def _checkpoint(self, model) -> tf.train.Checkpoint:
+        return checkpoint_for(model, **self._run_state())
+
     def _callbacks(self, manager):
         out = self.out_dir
-        callbacks = [cb.StopOnNonFinite(os.path.join(out, "checkpoints")),
+        # The schedule runs before the checkpoint callback, so an epoch's checkpoint holds
+        # the rate and counters that epoch left.
+        callbacks = [self.plateau] if self.plateau is not None else []
+        callbacks += [cb.StopOnNonFinite(os.path.join(out, "checkpoints")),
                      cb.CheckpointEveryEpoch(manager),
                      keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
                      keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False)]
@@ -252,12 +263,14 @@ class Trainer:
     def _run(self, resume_from=None):
         os.makedirs(self.out_dir, exist_ok=True)
         model = self.build_model()
+        plateau = self.recipe.optimizer.plateau
+        self.plateau = cb.ReduceLROnPlateau(*plateau, verbose=self.verbose) if plateau else None
         ckpt_dir = os.path.join(self.out_dir, "checkpoints")
-        manager = tf.train.CheckpointManager(checkpoint_for(model), ckpt_dir, max_to_keep=2)
+        manager = tf.train.CheckpointManager(self._checkpoint(model), ckpt_dir, max_to_keep=2)
         latest = tf.train.latest_checkpoint(resume_from) if resume_from else manager.latest_checkpoint
         initial_step = 0
         if latest:
-            checkpoint_for(model).restore(latest).assert_existing_objects_matched()
+            self._checkpoint(model).restore(latest).assert_existing_objects_matched()
             initial_step = cb.current_step(model)
             log.info("resuming %s from %s (step %d)", self.recipe.name, latest, initial_step)
             if self.verbose:
@@ -300,7 +313,7 @@ class Trainer:
         if all(opt.built for opt in optimizers_of(model).values()):
             return
         model.train_on_batch(next(iter(self.dataset(step))))
-        checkpoint_for(model).restore(checkpoint).assert_consumed()
+        self._checkpoint(model).restore(checkpoint).assert_consumed()
 
     def _fit(self, model, step: int, callbacks) -> dict:
         """Train from global step ``step`` to ``epochs * spe``; the History.
@@ -406,6 +419,10 @@ class Trainer:
             summary["prior_fit"] = prior_fit
         if self.history:
             summary["final_logs"] = {k: float(v[-1]) for k, v in self.history.items()}
+        if self.plateau is not None:
+            summary["learning_rates"] = {name: float(np.asarray(opt.learning_rate))
+                                         for name, opt in optimizers_of(model).items()}
+            summary["lr_reductions"] = [{"epoch": e, "learning_rate": lr} for e, lr in self.plateau.reductions]
         if self.evaluate_at_end:
             summary["metrics"] = evaluate(model, self.recipe.dataset, dataset_options=self.recipe.dataset_options,
                                           seed=self.recipe.seed, data_dir=self.data_dir)

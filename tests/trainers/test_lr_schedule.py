@@ -1,0 +1,99 @@
+"""The learning-rate schedule of a recipe (``OptimizerSpec.plateau``): the same
+rates as Keras' ``ReduceLROnPlateau``, and the same rates after a resume."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen.trainers import Trainer, recipes
+from tfgen.trainers.callbacks import ReduceLROnPlateau
+from tfgen.trainers.recipes import NetworkSpec, OptimizerSpec
+
+# A loss that falls, stalls (within min_delta), falls, then stalls for long:
+# the stalls trigger reductions at patience 3.
+LOSSES = [1.0, 0.9, 0.8, 0.79995, 0.8, 0.81, 0.7, 0.70001, 0.71, 0.72, 0.73, 0.74, 0.75, 0.76, 0.6, 0.6]
+
+
+def _compiled(lr):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    return model
+
+
+def _rates(callback, model, losses, start=0):
+    callback.set_model(model)
+    rates = []
+    for epoch, loss in enumerate(losses, start):
+        callback.on_epoch_end(epoch, {"loss": loss})
+        rates.append(float(np.asarray(model.optimizer.learning_rate)))
+    return rates
+
+
+def test_rates_match_keras_reduce_lr_on_plateau():
+    ours = _rates(ReduceLROnPlateau(0.8, 3), _compiled(1e-2), LOSSES)
+    theirs = _rates(keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.8, patience=3, verbose=0),
+                    _compiled(1e-2), LOSSES)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    # by hand: 0.79995 and 0.70001 are no improvement (min_delta 1e-4), so the rate
+    # drops at the ends of epochs 5, 9 and 12
+    np.testing.assert_allclose(ours, [1e-2] * 5 + [8e-3] * 4 + [6.4e-3] * 3 + [5.12e-3] * 4, rtol=1e-6)
+
+
+def test_state_restored_from_a_checkpoint_continues_the_schedule(tmp_path):
+    """Stopped after 7 epochs and restored into a new callback and optimizer, the
+    schedule reduces at the epochs an uninterrupted one does (Keras' callback
+    would start counting afresh and reduce later)."""
+    straight = _rates(ReduceLROnPlateau(0.8, 3), _compiled(1e-2), LOSSES)
+
+    first, model = ReduceLROnPlateau(0.8, 3), _compiled(1e-2)
+    model.optimizer.build(model.trainable_variables)
+    _rates(first, model, LOSSES[:8])
+    path = tf.train.Checkpoint(opt=model.optimizer, plateau=first.state).save(str(tmp_path / "ck"))
+
+    second, fresh = ReduceLROnPlateau(0.8, 3), _compiled(1e-2)
+    fresh.optimizer.build(fresh.trainable_variables)
+    tf.train.Checkpoint(opt=fresh.optimizer, plateau=second.state).restore(path).assert_consumed()
+    resumed = _rates(second, fresh, LOSSES[8:], start=8)
+    np.testing.assert_allclose(resumed, straight[8:], rtol=1e-6)
+    restarted = _rates(ReduceLROnPlateau(0.8, 3), _compiled(straight[7]), LOSSES[8:], start=8)
+    assert not np.allclose(restarted, straight[8:])  # the counters matter here
+
+
+def test_bad_arguments_and_a_missing_monitor_are_named():
+    with pytest.raises(ValueError, match="factor"):
+        ReduceLROnPlateau(1.5, 3)
+    with pytest.raises(ValueError, match="patience"):
+        ReduceLROnPlateau(0.8, 0)
+    cb = ReduceLROnPlateau(0.8, 3, monitor="val_loss")
+    cb.set_model(_compiled(1e-2))
+    with pytest.raises(ValueError, match="val_loss.*logged: loss"):
+        cb.on_epoch_end(0, {"loss": 1.0})
+
+
+def _small(steps):
+    """MMD-net on 2-D data, 10 steps an epoch; patience 1 so the noisy loss triggers reductions."""
+    return recipes.get("mmd-net-ring8").replace(
+        name="mmd-net-plateau", generator=NetworkSpec("mlp", (16,)), latent_dim=4, batch_size=50,
+        steps_per_epoch=10, steps=steps, optimizer=OptimizerSpec("adam", 1e-2, plateau=(0.5, 1)))
+
+
+def test_trainer_resumed_run_has_the_rates_of_an_uninterrupted_one(tmp_path):
+    kw = dict(verbose=0, evaluate_at_end=False, sample_pictures=False)
+    straight = Trainer(_small(120), tmp_path / "straight", **kw)
+    model = straight.run()
+    summary = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert summary["lr_reductions"], "the run never reduced its rate: the test checks nothing"
+    rate = float(np.asarray(model.optimizer.learning_rate))
+    assert rate == pytest.approx(1e-2 * 0.5 ** len(summary["lr_reductions"]))
+
+    Trainer(_small(60), tmp_path / "resumed", **kw).run()
+    resumed = Trainer(_small(120), tmp_path / "resumed", **kw).run()
+    assert float(np.asarray(resumed.optimizer.learning_rate)) == rate
+    for a, b in zip(model.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # the recipe's schedule survives the JSON round trip of recipe.json
+    again = recipes.Recipe.from_dict(json.loads((tmp_path / "resumed" / "recipe.json").read_text()))
+    assert again.optimizer.plateau == (0.5, 1)
