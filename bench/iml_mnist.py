@@ -173,12 +173,17 @@ def cmd_sweep(args, t0):
                 continue
             r = recipes.get(base)
             steps = r.steps if args.epochs is None else args.epochs * (60_000 // r.batch_size)
-            r = r.replace(name=f"{base}-k{k}", latent_dim=k, steps=steps)
+            # the run folder names the length, so a sweep of other epochs never extends this one's runs
+            suffix = "" if args.epochs is None else f"-e{args.epochs}"
+            r = r.replace(name=f"{base}-k{k}{suffix}", latent_dim=k, steps=steps)
             out = pathlib.Path(args.runs) / r.name
             resumed_from = tf.train.latest_checkpoint(str(out / "checkpoints"))
             t1 = time.time()
             trainer = Trainer(r, out, verbose=0, sample_pictures=False, evaluate_at_end=False)
             model = trainer.run()
+            if int(model.train_steps) != steps:
+                raise RuntimeError(f"{out} holds a run of {int(model.train_steps)} steps, not {steps}: "
+                                   "move it away or pass another --runs")
             row = {"k": k, "method": type(model).__name__, "recipe": base, "epochs": epochs(base),
                    "steps": int(model.train_steps), "train_seconds": trainer.summary["train_seconds"],
                    "resumed_from": resumed_from, "lr_reductions": trainer.summary.get("lr_reductions"),
@@ -213,10 +218,12 @@ def _sweep_report(args, rows, t0):
             note = " (resumed)" if r.get("resumed_from") else ""
             cells += [f"{r['kde_score']:.1f} ± {r['kde_std']:.1f}", f"{r['train_seconds']:.0f}{note}"]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    reductions = [f"{r['recipe']} K={r['k']}: epochs {', '.join(str(x['epoch']) for x in r['lr_reductions'])}"
-                  for r in rows if r.get("lr_reductions")]
-    lines += ["", "Learning-rate reductions (the recipe's plateau schedule): "
-              + ("; ".join(reductions) if reductions else "none in any run") + "."]
+    reductions = [f"{r['recipe']} K={r['k']}: {r['lr_reductions']}" for r in rows
+                  if isinstance(r.get("lr_reductions"), int) and r["lr_reductions"] > 0]
+    scheduled = [r for r in rows if isinstance(r.get("lr_reductions"), int)]
+    lines += ["", f"Learning-rate reductions by the recipe's plateau schedule ({len(scheduled)} runs have one; "
+              "each run's log.csv has the rate of every epoch): "
+              + ("; ".join(reductions) if reductions else "none") + "."]
     if done:
         figure = pathlib.Path(args.out).with_suffix(".png")
         _sweep_figure(rows, args.methods, done, figure)

@@ -81,14 +81,17 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     ``factor`` once the epoch's ``monitor`` value has not fallen below its
     best by more than ``min_delta`` for ``patience`` epochs; then wait
     ``patience`` epochs again. Keras' ``ReduceLROnPlateau`` (mode "min", no
-    cooldown) with two differences a resumable run needs:
+    cooldown) with the differences a resumable run needs:
 
-    * its state (the best value, the epochs waited) lives in variables that
-      the run's checkpoints carry (``self.state``), so a run resumed from a
-      checkpoint reduces the rate at the epochs an uninterrupted run does
-      (Keras' callback forgets its counters on a restart);
-    * a ``monitor`` the logs lack is an error naming the logged values, not
-      a warning once an epoch.
+    * its state (the best value, the epochs waited, the reductions made)
+      lives in variables that the run's checkpoints carry (``self.state``),
+      so a run resumed from a checkpoint reduces the rate at the epochs an
+      uninterrupted run does (Keras' callback forgets its counters);
+    * a ``monitor`` the model does not log, or a learning rate that cannot
+      be set (a schedule), is an error when training begins, not a warning
+      once an epoch or a failure ``patience`` epochs in;
+    * each epoch's rate goes into the logs as ``learning_rate`` (so into
+      ``log.csv``), as Keras' callback does.
 
     The learning rates themselves are optimizer variables, in every
     checkpoint and in ``model.keras`` already. The IML reference code trains
@@ -98,19 +101,33 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     def __init__(self, factor: float, patience: int, monitor: str = "loss", min_delta: float = 1e-4,
                  min_lr: float = 0.0, verbose: int = 0):
         super().__init__()
-        if not 0.0 < float(factor) < 1.0:
-            raise ValueError(f"factor must be in (0, 1), got {factor}")
-        if int(patience) < 1:
-            raise ValueError(f"patience must be a positive number of epochs, got {patience}")
+        check_plateau(factor, patience)
         self.factor, self.patience = float(factor), int(patience)
         self.monitor, self.min_delta, self.min_lr, self.verbose = monitor, float(min_delta), float(min_lr), verbose
         self.state = tf.Module()
         self.state.best = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best")
         self.state.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
-        self.reductions: list[tuple[int, float]] = []  # (epoch, new rate) of this process, for reports
+        self.state.reductions = tf.Variable(0, dtype=tf.int64, trainable=False, name="reductions")
+        self.reductions: list[tuple[int, str, float]] = []  # (epoch, optimizer, new rate) in this process
+
+    def _optimizers(self):
+        from tfgen.trainers.checkpoint import optimizers_of
+
+        return optimizers_of(self.model)
+
+    def on_train_begin(self, logs=None):
+        logged = [m.name for m in self.model.metrics]
+        if logged and self.monitor not in logged:
+            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which {type(self.model).__name__} "
+                             f"does not log; it logs: {', '.join(logged)}")
+        for name, opt in self._optimizers().items():
+            inner = getattr(opt, "inner_optimizer", opt)  # a LossScaleOptimizer sets its inner one's rate
+            if not isinstance(getattr(inner, "_learning_rate", None), keras.Variable):
+                raise ValueError(f"ReduceLROnPlateau needs a constant learning rate it can set; {name}'s is "
+                                 f"{type(getattr(inner, '_learning_rate', None)).__name__}")
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = logs if logs is not None else {}
         if self.monitor not in logs:
             raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which the training logs lack; "
                              f"logged: {', '.join(sorted(logs)) or 'nothing'}")
@@ -118,22 +135,35 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         if current < float(self.state.best.numpy()) - self.min_delta:
             self.state.best.assign(current)
             self.state.wait.assign(0)
-            return
-        self.state.wait.assign_add(1)
-        if int(self.state.wait.numpy()) < self.patience:
-            return
-        self.state.wait.assign(0)
-        from tfgen.trainers.checkpoint import optimizers_of
+        else:
+            self.state.wait.assign_add(1)
+            if int(self.state.wait.numpy()) >= self.patience:
+                self.state.wait.assign(0)
+                self._reduce(epoch)
+        logs["learning_rate"] = float(np.asarray(next(iter(self._optimizers().values())).learning_rate))
 
-        for name, opt in optimizers_of(self.model).items():
+    def _reduce(self, epoch):
+        reduced = False
+        for name, opt in self._optimizers().items():
             old = float(np.asarray(opt.learning_rate))
             new = max(old * self.factor, self.min_lr)
             if new < old:
                 opt.learning_rate = new
-                self.reductions.append((epoch + 1, new))
+                reduced = True
+                self.reductions.append((epoch + 1, name, new))
                 if self.verbose:
                     print(f"\nepoch {epoch + 1}: {self.monitor} has not improved for {self.patience} epochs; "
                           f"{name} learning rate {old:.3g} -> {new:.3g}")
+        if reduced:
+            self.state.reductions.assign_add(1)
+
+
+def check_plateau(factor, patience):
+    """Refuse a plateau schedule that would never or always reduce."""
+    if not 0.0 < float(factor) < 1.0:
+        raise ValueError(f"the plateau factor must be in (0, 1), got {factor}")
+    if int(patience) != patience or int(patience) < 1:
+        raise ValueError(f"the plateau patience must be a positive whole number of epochs, got {patience}")
 
 
 class CheckpointEveryEpoch(keras.callbacks.Callback):

@@ -73,8 +73,14 @@ class OptimizerSpec:
     plateau: tuple[float, int] | None = None
 
     def __post_init__(self):
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+                or not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
         if self.plateau is not None:  # a list after a JSON round trip
+            from tfgen.trainers.callbacks import check_plateau
+
             factor, patience = self.plateau
+            check_plateau(factor, patience)
             object.__setattr__(self, "plateau", (float(factor), int(patience)))
 
     def build(self) -> keras.optimizers.Optimizer:
@@ -113,6 +119,11 @@ class Recipe:
     sample_every: int = 5            # epochs between sample pictures
     seed: int = 0
     source: str = ""                 # where the settings come from
+
+    def __post_init__(self):
+        if self.critic_optimizer is not None and self.critic_optimizer.plateau is not None:
+            raise ValueError("a plateau schedule goes on the recipe's optimizer, and the Trainer applies it to "
+                             "every optimizer of the model; critic_optimizer.plateau must be None")
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)

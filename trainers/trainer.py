@@ -224,6 +224,21 @@ class Trainer:
     def _checkpoint(self, model) -> tf.train.Checkpoint:
         return checkpoint_for(model, **self._run_state())
 
+    def _restore(self, model, path: str, *, consumed: bool = False):
+        """Restore the checkpoint at ``path`` into ``model``, its optimizers and the
+        run's state. A checkpoint from a run without the recipe's schedule (or with
+        one the recipe no longer has) still restores: the schedule's counters then
+        start afresh (or are left in the file)."""
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        state = {k: v for k, v in self._run_state().items() if k in saved}
+        for key in set(self._run_state()) - saved:
+            log.info("checkpoint %s has no %s state: it starts afresh", path, key)
+        status = checkpoint_for(model, **state).restore(path)
+        if consumed and not ({"plateau"} & saved) - set(state):
+            status.assert_consumed()  # every variable of the file found its object
+        else:
+            status.assert_existing_objects_matched().expect_partial()
+
     def _callbacks(self, manager):
         out = self.out_dir
         # The schedule runs before the checkpoint callback, so an epoch's checkpoint holds
@@ -270,7 +285,7 @@ class Trainer:
         latest = tf.train.latest_checkpoint(resume_from) if resume_from else manager.latest_checkpoint
         initial_step = 0
         if latest:
-            self._checkpoint(model).restore(latest).assert_existing_objects_matched()
+            self._restore(model, latest)
             initial_step = cb.current_step(model)
             log.info("resuming %s from %s (step %d)", self.recipe.name, latest, initial_step)
             if self.verbose:
@@ -313,7 +328,7 @@ class Trainer:
         if all(opt.built for opt in optimizers_of(model).values()):
             return
         model.train_on_batch(next(iter(self.dataset(step))))
-        self._checkpoint(model).restore(checkpoint).assert_consumed()
+        self._restore(model, checkpoint, consumed=True)
 
     def _fit(self, model, step: int, callbacks) -> dict:
         """Train from global step ``step`` to ``epochs * spe``; the History.
@@ -422,7 +437,8 @@ class Trainer:
         if self.plateau is not None:
             summary["learning_rates"] = {name: float(np.asarray(opt.learning_rate))
                                          for name, opt in optimizers_of(model).items()}
-            summary["lr_reductions"] = [{"epoch": e, "learning_rate": lr} for e, lr in self.plateau.reductions]
+            # over the whole run, resumed parts included; log.csv has each epoch's rate
+            summary["lr_reductions"] = int(self.plateau.state.reductions.numpy())
         if self.evaluate_at_end:
             summary["metrics"] = evaluate(model, self.recipe.dataset, dataset_options=self.recipe.dataset_options,
                                           seed=self.recipe.seed, data_dir=self.data_dir)
