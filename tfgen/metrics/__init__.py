@@ -1,7 +1,8 @@
 """Evaluation metrics for generative models (DESIGN.md, Metrics).
 
 Uses :mod:`tfgen.ops`; :mod:`tfgen.data` is imported lazily, only by
-:func:`toy_mode_stats`.
+:func:`toy_mode_stats`. The feature networks (:mod:`tfgen.metrics.classifier`
+for images, :mod:`tfgen.metrics.audio` for spoken digits) load on first use.
 """
 
 from tfgen.metrics.image import (classifier_inception_score, feature_statistics, fid, frechet_distance,
@@ -18,10 +19,15 @@ __all__ = ["KNN_KL_MODES", "PARZEN_PROTOCOLS", "iml_kde_score", "knn_kl", "mmd_s
 __all__ += ["FeatureNetwork", "classifier_inception_score", "feature_statistics", "fid",
             "frechet_distance", "inception_score", "inception_v3", "kid", "lenet",
             "nearest_neighbour_distance", "polynomial_mmd2", "train_classifier"]
+__all__ += ["fit_length", "load_spoken_digit_classifier", "spoken_digit_classifier", "spoken_digit_probabilities",
+            "spoken_digit_scores", "train_spoken_digit_classifier"]
 
-# The classifier's names load on first use (PEP 562), so that
-# ``python -m tfgen.metrics.classifier`` does not import the module twice.
+# The classifiers' names load on first use (PEP 562), so that
+# ``python -m tfgen.metrics.classifier`` (or ``.audio``) does not import the module twice
+# and ``import tfgen.metrics`` does not import Keras.
 _CLASSIFIER_NAMES = ("FeatureNetwork", "inception_v3", "lenet", "train_classifier")
+_AUDIO_NAMES = ("fit_length", "load_spoken_digit_classifier", "spoken_digit_classifier",
+                "spoken_digit_probabilities", "spoken_digit_scores", "train_spoken_digit_classifier")
 
 
 def __getattr__(name):
@@ -29,4 +35,8 @@ def __getattr__(name):
         from tfgen.metrics import classifier  # noqa: PLC0415
 
         return getattr(classifier, name)
+    if name in _AUDIO_NAMES:
+        from tfgen.metrics import audio  # noqa: PLC0415
+
+        return getattr(audio, name)
     raise AttributeError(f"module 'tfgen.metrics' has no attribute {name!r}")
