@@ -254,3 +254,12 @@ def test_cli_writes_a_feature_network_entry(tmp_path, monkeypatch):
     assert zoo.entries() == []
     with pytest.raises(SystemExit):  # an existing entry is not overwritten without --overwrite
         audio.main(["--epochs", "1", "--out", str(out)])
+
+
+def test_image_feature_network_loader_names_the_audio_loader():
+    """``FeatureNetwork.load`` (images) refuses the spoken-digit entry with a message
+    naming the loader its card gives, before Keras meets the audio layer."""
+    from tfgen.metrics import FeatureNetwork
+
+    with pytest.raises(ValueError, match="not an image feature network.*load_spoken_digit_classifier"):
+        FeatureNetwork.load("fsdd-digits")

@@ -420,6 +420,10 @@ class FeatureNetwork:
                 raise ModelFileError(f"{str(card_file)!r} is corrupt: not valid JSON ({exc})") from exc
             if not isinstance(card, dict):
                 raise ModelFileError(f"{str(card_file)!r} is corrupt: expected a JSON object")
+            if card.get("load_with") and not str(card["load_with"]).endswith("FeatureNetwork.load"):
+                # another kind of feature network (the spoken-digit classifier takes waveforms)
+                raise ValueError(f"{raw!r} is not an image feature network: its card says to load it with "
+                                 f"{card['load_with']}")
             for key in ("feature_layer", "logits_layer", "input_range", "resize", "channels",
                         "logits_are_probabilities"):
                 if key in card:
