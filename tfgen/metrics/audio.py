@@ -373,26 +373,9 @@ def train_spoken_digit_classifier(train_utterances, epochs: int = 10, seed: int 
 def load_spoken_digit_classifier(name_or_path="fsdd-digits"):
     """The classifier from a ``.keras`` file, a folder holding ``model.keras``, or a zoo
     entry name; checked by the zoo first (whole zip, no ``Lambda`` layer)."""
-    raw = os.fspath(name_or_path)
-    path = pathlib.Path(raw)
-    from tfgen import zoo  # noqa: PLC0415 (zoo sits above metrics; only its checks are used)
-    from tfgen.export import ModelFileError  # noqa: PLC0415
+    from tfgen.metrics.classifier import checked_keras_file, load_checked  # noqa: PLC0415
 
-    if not path.exists():
-        if os.sep in raw or raw.startswith(".") or raw.endswith(".keras"):
-            raise FileNotFoundError(f"name_or_path: no such file or directory: {raw!r}")
-        path = zoo.zoo_dir() / raw
-        if not (path / "model.keras").is_file():
-            raise FileNotFoundError(f"name_or_path: {raw!r} is neither a file nor a zoo entry with a "
-                                    f"model.keras (looked in {str(zoo.zoo_dir())!r})")
-    keras_file = path / "model.keras" if path.is_dir() else path
-    if not keras_file.is_file():
-        raise FileNotFoundError(f"name_or_path: no model.keras in {str(path)!r}")
-    zoo.check_keras_file(keras_file, tfgen_model=False)
-    try:
-        return keras.models.load_model(keras_file, safe_mode=True, compile=False)
-    except Exception as exc:  # keras raises many types for foreign or broken files
-        raise ModelFileError(f"{str(keras_file)!r} could not be loaded as a Keras model: {exc}") from exc
+    return load_checked(checked_keras_file(name_or_path))
 
 
 def spoken_digit_scores(waves, network="fsdd-digits", labels=None, *, anchor: str = "centre",

@@ -390,27 +390,10 @@ class FeatureNetwork:
         ``logits_layer`` (and ``input_range``, ``resize``, ``channels``,
         ``logits_are_probabilities`` if present); ``options`` override them.
         """
-        keras = _keras()
         raw = os.fspath(name_or_path)
-        path = pathlib.Path(raw)
-        if not path.exists():
-            if os.sep in raw or raw.startswith(".") or raw.endswith(".keras"):
-                raise FileNotFoundError(f"name_or_path: no such file or directory: {raw!r}")
-            from tfgen import zoo  # noqa: PLC0415 (zoo sits above metrics; only the path is needed)
-
-            path = zoo.zoo_dir() / raw
-            if not (path / "model.keras").is_file():
-                raise FileNotFoundError(f"name_or_path: {raw!r} is neither a file nor a zoo entry with "
-                                        f"a model.keras (looked in {str(zoo.zoo_dir())!r})")
-        keras_file = path / "model.keras" if path.is_dir() else path
-        if not keras_file.is_file():
-            raise FileNotFoundError(f"name_or_path: no model.keras in {str(path)!r}")
-        from tfgen import zoo  # noqa: PLC0415
+        keras_file = checked_keras_file(name_or_path)
         from tfgen.export import ModelFileError  # noqa: PLC0415
 
-        # the zoo's checks before Keras sees the file: not a zip, truncated, a
-        # Lambda layer (any Lambda: a feature network never needs code) -> a clear error
-        zoo.check_keras_file(keras_file, tfgen_model=False)
         settings = {}
         card_file = keras_file.parent / "card.json"
         if card_file.is_file():
@@ -429,16 +412,45 @@ class FeatureNetwork:
                 if key in card:
                     settings[key] = card[key]
         settings.update(options)
-        try:
-            model = keras.models.load_model(keras_file, safe_mode=True, compile=False)
-        except Exception as exc:  # keras raises many types for foreign or broken files
-            raise ModelFileError(f"{str(keras_file)!r} could not be loaded as a Keras model: {exc}") from exc
-        return cls(model, **settings)
+        return cls(load_checked(keras_file), **settings)
 
     def __repr__(self):
         return (f"FeatureNetwork({self.model.name!r}, feature_layer={self.feature_layer!r}, "
                 f"logits_layer={self.logits_layer!r}, input_range={self.input_range}, "
                 f"resize={self.resize}, channels={self.channels})")
+
+
+def checked_keras_file(name_or_path) -> pathlib.Path:
+    """The ``.keras`` file of a feature network given as a file, a folder holding
+    ``model.keras`` or a zoo entry name, after the zoo's checks (a whole zip, no
+    ``Lambda`` layer: a feature network never needs code). Shared by the image and
+    audio loaders."""
+    from tfgen import zoo  # noqa: PLC0415 (zoo sits above metrics; only its path and checks are used)
+
+    raw = os.fspath(name_or_path)
+    path = pathlib.Path(raw)
+    if not path.exists():
+        if os.sep in raw or raw.startswith(".") or raw.endswith(".keras"):
+            raise FileNotFoundError(f"name_or_path: no such file or directory: {raw!r}")
+        path = zoo.zoo_dir() / raw
+        if not (path / "model.keras").is_file():
+            raise FileNotFoundError(f"name_or_path: {raw!r} is neither a file nor a zoo entry with "
+                                    f"a model.keras (looked in {str(zoo.zoo_dir())!r})")
+    keras_file = path / "model.keras" if path.is_dir() else path
+    if not keras_file.is_file():
+        raise FileNotFoundError(f"name_or_path: no model.keras in {str(path)!r}")
+    zoo.check_keras_file(keras_file, tfgen_model=False)
+    return keras_file
+
+
+def load_checked(keras_file):
+    """``keras.models.load_model`` in safe mode, any failure as a ``ModelFileError``."""
+    from tfgen.export import ModelFileError  # noqa: PLC0415
+
+    try:
+        return _keras().models.load_model(keras_file, safe_mode=True, compile=False)
+    except Exception as exc:  # keras raises many types for foreign or broken files
+        raise ModelFileError(f"{str(keras_file)!r} could not be loaded as a Keras model: {exc}") from exc
 
 
 def as_feature_network(network) -> FeatureNetwork:
