@@ -91,7 +91,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
       be set (a schedule), is an error when training begins, not a warning
       once an epoch or a failure ``patience`` epochs in;
     * each epoch's rate goes into the logs as ``learning_rate`` (so into
-      ``log.csv``), as Keras' callback does.
+      ``log.csv``), as Keras' callback does;
+    * given ``steps_per_epoch``, an epoch cut short (a run stopped by a
+      ``--steps`` shorter than one epoch) is not counted: the run that
+      extends it finishes that epoch, and the epoch is counted once, then.
 
     The learning rates themselves are optimizer variables, in every
     checkpoint and in ``model.keras`` already. The IML reference code trains
@@ -99,9 +102,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     """
 
     def __init__(self, factor: float, patience: int, monitor: str = "loss", min_delta: float = 1e-4,
-                 min_lr: float = 0.0, verbose: int = 0):
+                 min_lr: float = 0.0, verbose: int = 0, steps_per_epoch: int | None = None):
         super().__init__()
         check_plateau(factor, patience)
+        self.steps_per_epoch = int(steps_per_epoch) if steps_per_epoch else None
         self.factor, self.patience = float(factor), int(patience)
         self.monitor, self.min_delta, self.min_lr, self.verbose = monitor, float(min_delta), float(min_lr), verbose
         self.state = tf.Module()
@@ -132,7 +136,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which the training logs lack; "
                              f"logged: {', '.join(sorted(logs)) or 'nothing'}")
         current = float(logs[self.monitor])
-        if current < float(self.state.best.numpy()) - self.min_delta:
+        if self.steps_per_epoch and current_step(self.model) % self.steps_per_epoch:
+            # a cut epoch: the run extending it finishes it, and counts it then
+            pass
+        elif current < float(self.state.best.numpy()) - self.min_delta:
             self.state.best.assign(current)
             self.state.wait.assign(0)
         else:

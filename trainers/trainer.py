@@ -279,7 +279,9 @@ class Trainer:
         os.makedirs(self.out_dir, exist_ok=True)
         model = self.build_model()
         plateau = self.recipe.optimizer.plateau
-        self.plateau = cb.ReduceLROnPlateau(*plateau, verbose=self.verbose) if plateau else None
+        # the recipe's epoch length, not self.spe: a --steps shorter than an epoch cuts it
+        self.plateau = cb.ReduceLROnPlateau(*plateau, verbose=self.verbose,
+                                            steps_per_epoch=self.recipe.steps_per_epoch) if plateau else None
         ckpt_dir = os.path.join(self.out_dir, "checkpoints")
         manager = tf.train.CheckpointManager(self._checkpoint(model), ckpt_dir, max_to_keep=2)
         latest = tf.train.latest_checkpoint(resume_from) if resume_from else manager.latest_checkpoint

@@ -149,3 +149,20 @@ def test_a_model_that_does_not_log_the_monitor_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="monitors 'loss'.*d_loss"):
         trainer.run()
     assert trainer.model is not None and int(trainer.model.train_steps) == 0
+
+
+def test_an_epoch_cut_short_by_steps_is_counted_once(tmp_path):
+    """``--steps 5`` with 10 steps an epoch stops inside epoch 1; the run that extends it
+    finishes that epoch. The schedule counts the epoch once, when it is complete."""
+    cut = Trainer(_small(5), tmp_path / "run", **KW)
+    cut.run()
+    assert np.isinf(cut.plateau.state.best.numpy()) and int(cut.plateau.state.wait.numpy()) == 0
+    extended = Trainer(_small(20), tmp_path / "run", **KW)
+    extended.run()
+    # epochs 1 and 2, each counted once: the first sets the best value, the second
+    # either improves on it (wait 0) or waits one epoch; never two waits from two epochs
+    assert np.isfinite(extended.plateau.state.best.numpy())
+    assert int(extended.plateau.state.wait.numpy()) <= 1
+    straight = Trainer(_small(20), tmp_path / "straight", **KW)
+    straight.run()
+    assert int(extended.plateau.state.reductions.numpy()) == int(straight.plateau.state.reductions.numpy())
