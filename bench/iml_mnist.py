@@ -186,7 +186,9 @@ def cmd_sweep(args, t0):
                                    "move it away or pass another --runs")
             row = {"k": k, "method": type(model).__name__, "recipe": base, "epochs": epochs(base),
                    "steps": int(model.train_steps), "train_seconds": trainer.summary["train_seconds"],
-                   "resumed_from": resumed_from, "lr_reductions": trainer.summary.get("lr_reductions"),
+                   "resumed_from": resumed_from,
+                   "train_seconds_from_step": trainer.summary.get("train_seconds_from_step", 0),
+                   "lr_reductions": trainer.summary.get("lr_reductions"),
                    **_scores(model, test, args.seed, image_scores=False)}
             rows.append(row)
             print(f"K={k} {base}: KDE score {row['kde_score']:.1f} ({time.time() - t1:.0f} s)", flush=True)
@@ -207,7 +209,9 @@ def _sweep_report(args, rows, t0):
                            for m in args.methods)
     lines += [f"- each model trained {length} with its recipe's other settings (epochs: {per_method}); "
               "KDE score as in the Table 1 report (mean ± std over 10 draws); "
-              "train s is the training time of the process that finished the run",
+              "train s is the training time summed over every process that trained the run (the "
+              "checkpoints carry it); \"from step N\": a run resumed from a checkpoint older than that "
+              "clock, whose time counts from step N only",
               f"- done: K = {', '.join(map(str, done)) or 'none'} of {', '.join(map(str, sorted(args.ks)))}", "",
               "| K | " + " | ".join(f"{m} KDE score | {m} train s" for m in args.methods) + " |",
               "|---|" + "---|---|" * len(args.methods)]
@@ -215,7 +219,7 @@ def _sweep_report(args, rows, t0):
         cells = []
         for m in args.methods:
             r = next(r for r in rows if r["k"] == k and r["recipe"] == m)
-            note = " (resumed)" if r.get("resumed_from") else ""
+            note = f" (from step {r['train_seconds_from_step']})" if r.get("train_seconds_from_step") else ""
             cells += [f"{r['kde_score']:.1f} ± {r['kde_std']:.1f}", f"{r['train_seconds']:.0f}{note}"]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     reductions = [f"{r['recipe']} K={r['k']}: {r['lr_reductions']}" for r in rows

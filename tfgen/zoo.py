@@ -259,6 +259,8 @@ def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -
         card_data = {"name": name, "recipe": recipe, "seed": metrics.get("seed"),
                      "steps": metrics.get("steps"), "data": metrics.get("dataset"),
                      "train_seconds": metrics.get("train_seconds"),
+                     **({"train_seconds_from_step": metrics["train_seconds_from_step"]}
+                        if metrics.get("train_seconds_from_step") else {}),
                      "final_logs": metrics.get("final_logs"), "metrics": metrics.get("metrics"),
                      "command": command, "tfgen_version": metrics.get("tfgen_version")}
         # further evaluations of the run (``tfgen evaluate RUN --metric ...`` writes them)

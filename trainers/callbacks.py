@@ -8,6 +8,7 @@ current directory.
 from __future__ import annotations
 
 import os
+import time
 
 import keras
 import numpy as np
@@ -171,6 +172,35 @@ def check_plateau(factor, patience):
         raise ValueError(f"the plateau factor must be in (0, 1), got {factor}")
     if int(patience) != patience or int(patience) < 1:
         raise ValueError(f"the plateau patience must be a positive whole number of epochs, got {patience}")
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Training time summed over every process that trained a run.
+
+    ``state.seconds`` (a variable the run's checkpoints carry) is set at each
+    epoch's end to the time restored from the checkpoint the run resumed
+    from plus the time this process has trained. Run before the checkpoint
+    callback, so a checkpoint holds the time spent up to it; a resumed run
+    then reports the time of all its parts, not only of its last process.
+    Time a killed process spent after its last checkpoint is not counted:
+    that work is redone, and counted, by the run that resumes.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.state = tf.Module()
+        self.state.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+        self.start()
+
+    def start(self):
+        """Start counting from the time in ``state`` (call after a restore)."""
+        self._base, self._t0 = float(self.state.seconds.numpy()), time.time()
+
+    def seconds(self) -> float:
+        return self._base + time.time() - self._t0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.seconds.assign(self.seconds())
 
 
 class CheckpointEveryEpoch(keras.callbacks.Callback):

@@ -191,6 +191,8 @@ class Trainer:
         self.history = None
         self.diverged = None  # the TrainingDiverged that stopped run(), if one did
         self.plateau = None   # the learning-rate schedule's callback, when the recipe has one
+        self.clock = None     # training time over all the run's processes
+        self.clock_from_step = 0  # the step the clock counts from (> 0: resumed from a checkpoint without one)
 
     # -- pieces ---------------------------------------------------------------
     def dataset(self, skip_batches: int = 0) -> tf.data.Dataset:
@@ -219,7 +221,10 @@ class Trainer:
 
     def _run_state(self) -> dict:
         """Trackables of the run (not the model) that its checkpoints carry."""
-        return {"plateau": self.plateau.state} if self.plateau is not None else {}
+        state = {"clock": self.clock.state} if self.clock is not None else {}
+        if self.plateau is not None:
+            state["plateau"] = self.plateau.state
+        return state
 
     def _checkpoint(self, model) -> tf.train.Checkpoint:
         return checkpoint_for(model, **self._run_state())
@@ -228,22 +233,24 @@ class Trainer:
         """Restore the checkpoint at ``path`` into ``model``, its optimizers and the
         run's state. A checkpoint from a run without the recipe's schedule (or with
         one the recipe no longer has) still restores: the schedule's counters then
-        start afresh (or are left in the file)."""
+        start afresh (or are left in the file); so does one older than the
+        training clock. Returns the names of the run states restored."""
         saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
         state = {k: v for k, v in self._run_state().items() if k in saved}
         for key in set(self._run_state()) - saved:
             log.info("checkpoint %s has no %s state: it starts afresh", path, key)
         status = checkpoint_for(model, **state).restore(path)
-        if consumed and not ({"plateau"} & saved) - set(state):
+        if consumed and not ({"plateau", "clock"} & saved) - set(state):
             status.assert_consumed()  # every variable of the file found its object
         else:
             status.assert_existing_objects_matched().expect_partial()
+        return set(state)
 
     def _callbacks(self, manager):
         out = self.out_dir
-        # The schedule runs before the checkpoint callback, so an epoch's checkpoint holds
-        # the rate and counters that epoch left.
-        callbacks = [self.plateau] if self.plateau is not None else []
+        # The schedule and the clock run before the checkpoint callback, so an epoch's
+        # checkpoint holds the rate, counters and time that epoch left.
+        callbacks = [self.clock] + ([self.plateau] if self.plateau is not None else [])
         callbacks += [cb.StopOnNonFinite(os.path.join(out, "checkpoints")),
                      cb.CheckpointEveryEpoch(manager),
                      keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
@@ -282,18 +289,21 @@ class Trainer:
         # the recipe's epoch length, not self.spe: a --steps shorter than an epoch cuts it
         self.plateau = cb.ReduceLROnPlateau(*plateau, verbose=self.verbose,
                                             steps_per_epoch=self.recipe.steps_per_epoch) if plateau else None
+        self.clock = cb.TrainingClock()
         ckpt_dir = os.path.join(self.out_dir, "checkpoints")
         manager = tf.train.CheckpointManager(self._checkpoint(model), ckpt_dir, max_to_keep=2)
         latest = tf.train.latest_checkpoint(resume_from) if resume_from else manager.latest_checkpoint
         initial_step = 0
         if latest:
-            self._restore(model, latest)
+            restored = self._restore(model, latest)
             initial_step = cb.current_step(model)
+            if "clock" not in restored and initial_step:
+                self.clock_from_step = initial_step  # an older checkpoint: the time before it is unknown
             log.info("resuming %s from %s (step %d)", self.recipe.name, latest, initial_step)
             if self.verbose:
                 print(f"resuming from step {initial_step} ({latest})")
         _write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
-        t0 = time.time()
+        self.clock.start()
         if initial_step < self.epochs * self.spe:
             callbacks = self._callbacks(manager)
             try:
@@ -311,7 +321,7 @@ class Trainer:
                 raise
         elif initial_step:
             self._build_optimizers(model, latest, initial_step)
-        self.train_seconds = time.time() - t0
+        self.train_seconds = self.clock.seconds()
         self.finish()
         return model
 
@@ -431,6 +441,7 @@ class Trainer:
         summary = {"recipe": self.recipe.name, "seed": self.recipe.seed,
                    "steps": cb.current_step(model), "dataset": self.recipe.dataset,
                    "train_seconds": round(getattr(self, "train_seconds", 0.0), 1),
+                   **({"train_seconds_from_step": self.clock_from_step} if self.clock_from_step else {}),
                    "precision": self.precision, "tfgen_version": tfgen.__version__}
         if prior_fit:
             summary["prior_fit"] = prior_fit

@@ -256,3 +256,33 @@ def test_resume_from_a_shorter_run_ends_at_the_requested_step(tmp_path):
     assert int(resumed.train_steps) == 30
     assert _max_diff(straight, resumed) <= RESUME_ATOL
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == ["ckpt-20.index", "ckpt-30.index"]
+
+
+def test_train_seconds_of_a_resumed_run_cover_all_its_processes(tmp_path, monkeypatch):
+    """The training clock is in the checkpoints: a run resumed at step 20 reports the
+    time of its first process (as of that checkpoint) plus its own, not its own only.
+    A checkpoint from before the clock resumes too, and the summary says from which
+    step its time counts."""
+    run_dir = tmp_path / "run"
+    first = _trainer(_small(20), run_dir)
+    first.run()
+    ckpt = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    before = tf.train.load_variable(ckpt, "clock/seconds/.ATTRIBUTES/VARIABLE_VALUE")
+    assert 0 < before <= first.summary["train_seconds"] + 1e-6
+    second = _trainer(_small(40), run_dir)
+    t0 = time.time()
+    second.run()
+    wall = time.time() - t0
+    assert second.clock._base == pytest.approx(before)
+    assert before < second.summary["train_seconds"] <= before + wall
+    assert "train_seconds_from_step" not in second.summary
+
+    # a checkpoint written without the clock (as before it existed)
+    old_dir = tmp_path / "old"
+    monkeypatch.setattr(Trainer, "_run_state", lambda self: {})
+    _trainer(_small(20), old_dir).run()
+    monkeypatch.undo()
+    resumed = _trainer(_small(40), old_dir)
+    resumed.run()
+    assert int(resumed.model.train_steps) == 40
+    assert resumed.summary["train_seconds_from_step"] == 20
