@@ -184,12 +184,16 @@ class TrainingClock(keras.callbacks.Callback):
     then reports the time of all its parts, not only of its last process.
     Time a killed process spent after its last checkpoint is not counted:
     that work is redone, and counted, by the run that resumes.
+    ``state.from_step`` is the step the time counts from: 0, or the step of
+    a checkpoint written before runs had a clock that the run resumed from
+    (kept through later resumes).
     """
 
     def __init__(self):
         super().__init__()
         self.state = tf.Module()
         self.state.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+        self.state.from_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="from_step")
         self.start()
 
     def start(self):

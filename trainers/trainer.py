@@ -192,7 +192,6 @@ class Trainer:
         self.diverged = None  # the TrainingDiverged that stopped run(), if one did
         self.plateau = None   # the learning-rate schedule's callback, when the recipe has one
         self.clock = None     # training time over all the run's processes
-        self.clock_from_step = 0  # the step the clock counts from (> 0: resumed from a checkpoint without one)
 
     # -- pieces ---------------------------------------------------------------
     def dataset(self, skip_batches: int = 0) -> tf.data.Dataset:
@@ -298,7 +297,7 @@ class Trainer:
             restored = self._restore(model, latest)
             initial_step = cb.current_step(model)
             if "clock" not in restored and initial_step:
-                self.clock_from_step = initial_step  # an older checkpoint: the time before it is unknown
+                self.clock.state.from_step.assign(initial_step)  # an older checkpoint: time before it unknown
             log.info("resuming %s from %s (step %d)", self.recipe.name, latest, initial_step)
             if self.verbose:
                 print(f"resuming from step {initial_step} ({latest})")
@@ -438,10 +437,11 @@ class Trainer:
             grid.set_model(model)
             grid.draw(cb.current_step(model) // self.spe)
             self.final_picture = grid.last_path
+        from_step = int(self.clock.state.from_step.numpy()) if self.clock is not None else 0
         summary = {"recipe": self.recipe.name, "seed": self.recipe.seed,
                    "steps": cb.current_step(model), "dataset": self.recipe.dataset,
                    "train_seconds": round(getattr(self, "train_seconds", 0.0), 1),
-                   **({"train_seconds_from_step": self.clock_from_step} if self.clock_from_step else {}),
+                   **({"train_seconds_from_step": from_step} if from_step else {}),
                    "precision": self.precision, "tfgen_version": tfgen.__version__}
         if prior_fit:
             summary["prior_fit"] = prior_fit

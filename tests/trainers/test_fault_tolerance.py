@@ -262,7 +262,7 @@ def test_train_seconds_of_a_resumed_run_cover_all_its_processes(tmp_path, monkey
     """The training clock is in the checkpoints: a run resumed at step 20 reports the
     time of its first process (as of that checkpoint) plus its own, not its own only.
     A checkpoint from before the clock resumes too, and the summary says from which
-    step its time counts."""
+    step its time counts, through later resumes as well."""
     run_dir = tmp_path / "run"
     first = _trainer(_small(20), run_dir)
     first.run()
@@ -286,3 +286,8 @@ def test_train_seconds_of_a_resumed_run_cover_all_its_processes(tmp_path, monkey
     resumed.run()
     assert int(resumed.model.train_steps) == 40
     assert resumed.summary["train_seconds_from_step"] == 20
+    # and a later resume, from a checkpoint that has the clock, still knows it
+    again = _trainer(_small(60), old_dir)
+    again.run()
+    assert again.summary["train_seconds_from_step"] == 20
+    assert again.summary["train_seconds"] >= resumed.summary["train_seconds"] - 1.0
