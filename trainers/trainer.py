@@ -43,6 +43,24 @@ from tfgen.trainers.evaluate import evaluate
 log = logging.getLogger("tfgen.trainers")
 
 
+def _trim_log(path: str, first_epoch: int):
+    """Drop the rows of ``log.csv`` for epochs from ``first_epoch`` on: this run
+    (re)logs them. They were left by a process killed after writing an epoch's
+    row but before its checkpoint, or by a ``--steps`` that cut the epoch short
+    (its row is replaced by the row of the epoch's remainder)."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return
+    keep = lines[:1] + [r for r in lines[1:] if r and int(r.split(",", 1)[0]) < first_epoch]
+    if len(keep) == len(lines):
+        return
+    with open(path + ".tmp", "w") as f:
+        f.write("".join(r + "\n" for r in keep))
+    os.replace(path + ".tmp", path)
+
+
 def _write_json(path, data):
     """Write ``data`` as JSON beside ``path`` and rename it into place, so a
     kill mid-write leaves the old file, never a truncated one."""
@@ -248,11 +266,13 @@ class Trainer:
     def _callbacks(self, manager):
         out = self.out_dir
         # The schedule and the clock run before the checkpoint callback, so an epoch's
-        # checkpoint holds the rate, counters and time that epoch left.
+        # checkpoint holds the rate, counters and time that epoch left. So does the
+        # log: a checkpoint on disk implies its epoch's row in log.csv (a kill between
+        # the two leaves a row with no checkpoint, which the resuming run drops).
         callbacks = [self.clock] + ([self.plateau] if self.plateau is not None else [])
         callbacks += [cb.StopOnNonFinite(os.path.join(out, "checkpoints")),
-                     cb.CheckpointEveryEpoch(manager),
                      keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
+                     cb.CheckpointEveryEpoch(manager),
                      keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False)]
         if self.sample_pictures:
             centers = self.info.get("centers")
@@ -302,6 +322,7 @@ class Trainer:
             if self.verbose:
                 print(f"resuming from step {initial_step} ({latest})")
         _write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
+        _trim_log(os.path.join(self.out_dir, "log.csv"), first_epoch=initial_step // self.spe)
         self.clock.start()
         if initial_step < self.epochs * self.spe:
             callbacks = self._callbacks(manager)

@@ -99,6 +99,28 @@ def _small(steps, **changes):
         steps_per_epoch=10, steps=steps, **changes)
 
 
+def test_kill_between_an_epochs_log_row_and_its_checkpoint_leaves_one_row_per_epoch(tmp_path):
+    """The window the SIGKILL test can hit by chance, made deterministic: epoch
+    1's row is in log.csv but its checkpoint never got written (removed here).
+    The same run again resumes from epoch 0's checkpoint and the log ends with
+    one row per epoch, epoch 1's from the resumed run."""
+    run_dir = tmp_path / "run"
+    _trainer(_small(20), run_dir).run()
+    rows = (run_dir / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    ckpt = run_dir / "checkpoints"
+    for f in ckpt.glob("ckpt-20*"):
+        f.unlink()
+    (ckpt / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n')
+    (run_dir / "log.csv").write_text("\n".join(rows + [rows[-1].replace("1,", "7,", 1)]) + "\n")  # a stale row
+    trainer = _trainer(_small(20), run_dir)
+    trainer.run()
+    again = (run_dir / "log.csv").read_text().strip().splitlines()
+    assert again[0] == rows[0] and again[1] == rows[1]  # epoch 0's row is kept, byte for byte
+    assert [r.split(",")[0] for r in again[1:]] == ["0", "1"], again
+    assert int(trainer.model.train_steps) == 20
+
+
 def _trainer(recipe, run_dir, **kw):
     return Trainer(recipe, run_dir, verbose=0, evaluate_at_end=False, sample_pictures=False, **kw)
 
