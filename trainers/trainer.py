@@ -321,6 +321,8 @@ class Trainer:
             log.info("resuming %s from %s (step %d)", self.recipe.name, latest, initial_step)
             if self.verbose:
                 print(f"resuming from step {initial_step} ({latest})")
+        elif getattr(model, "spectral_whitening", 0):
+            self._adapt(model)  # a resumed run has the weights from its checkpoint
         _write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
         _trim_log(os.path.join(self.out_dir, "log.csv"), first_epoch=initial_step // self.spe)
         self.clock.start()
@@ -344,6 +346,15 @@ class Trainer:
         self.train_seconds = self.clock.seconds()
         self.finish()
         return model
+
+    def _adapt(self, model):
+        """Set the statistics a model's loss takes from the training data (IML's
+        spectral weights) before its first step."""
+        r = self.recipe
+        x = self._array if self._array is not None else \
+            tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
+        model.adapt(x)
+        log.info("adapted %s to %d training examples", r.name, len(x))
 
     def _build_optimizers(self, model, checkpoint: str, step: int):
         """Make a run that resumes at its last step (killed in ``finish``, say)

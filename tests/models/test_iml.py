@@ -264,3 +264,108 @@ def test_general_autoencoder_harness(tmp_path):
             return model
         return make
     check_all(factory(), _digits_like(), batch_size=64, tmp_path=tmp_path, make_sgd_model=factory(True))
+
+
+# ---- the spectrally weighted loss (audio chunks) -------------------------------------------
+def _chunks(n=300, length=64, seed=9):
+    """Chunks with a loud low tone and a weak high one, plus a little noise: a steep spectrum."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 2))
+    x = (np.cos(2 * np.pi * 3 * t / length + phase[:, :1]) + 0.05 * np.cos(2 * np.pi * 21 * t / length + phase[:, 1:])
+         + 0.01 * rng.normal(size=(n, length)))
+    return x.astype(np.float32)
+
+
+def make_spectral_iml(gamma=0.5, length=64, data=None, sgd=False):
+    def make():
+        keras.utils.set_random_seed(11)
+        model = IML(networks.mlp(4, [32], (length,), name="decoder"), GaussianMixture(4, 2),
+                    networks.mlp((length,), [32], 4, name="encoder"), spectral_whitening=gamma)
+        model.compile(keras.optimizers.SGD(0.01) if sgd else keras.optimizers.Adam(1e-3))
+        if data is not None:
+            model.adapt(data)
+        return model
+    return make
+
+
+@pytest.mark.parametrize("length", [64, 63])
+def test_spectral_loss_against_the_full_dft(length):
+    """The loss from the real DFT with bin multiplicities equals ``1/N^2 sum_k w_k |E_k|^2``
+    over the full (two-sided) NumPy DFT, weights mirrored; with unit weights it is the
+    squared error (Parseval), for even and odd lengths."""
+    x = _chunks(length=length)
+    model = make_spectral_iml(length=length)()
+    w = model.adapt(x)
+    power = np.mean(np.abs(np.fft.rfft(x.astype(np.float64), axis=1)) ** 2, 0)
+    expected_w = power ** -0.5
+    np.testing.assert_allclose(w / w[0], expected_w / expected_w[0], rtol=1e-6)  # w_k ~ P_k^-gamma
+    full_w = np.concatenate([w, w[1:(length + 1) // 2][::-1]])  # bins N-1 .. N/2+1 mirror 1 .. 
+    assert len(full_w) == length and np.isclose(full_w.sum(), length)  # scaled: sum_k m_k w_k = N
+    rng = np.random.default_rng(0)
+    recon = x + rng.normal(size=x.shape).astype(np.float32) * np.linspace(0.1, 1, length, dtype=np.float32)
+    err_f = np.abs(np.fft.fft((recon - x).astype(np.float64), axis=1)) ** 2
+    expected = np.mean(np.sum(err_f * full_w, 1)) / length ** 2
+    np.testing.assert_allclose(float(model.reconstruction_loss(recon, x)), expected, rtol=1e-5)
+    model.spectral_weights.assign(np.ones_like(w, dtype=np.float32))
+    np.testing.assert_allclose(float(model.reconstruction_loss(recon, x)), np.mean((recon - x) ** 2), rtol=1e-5)
+
+
+def test_spectral_loss_weights_the_weak_band_up():
+    """An error of the same size costs more in the weak high band than in the loud
+    low band, by the ratio of their powers to the power -gamma."""
+    x = _chunks()
+    model = make_spectral_iml(gamma=0.5)()
+    model.adapt(x)
+    t = np.arange(64)
+    low, high = [np.tile(0.1 * np.cos(2 * np.pi * f * t / 64), (4, 1)).astype(np.float32) for f in (3, 21)]
+    zero = np.zeros_like(low)
+    ratio = float(model.reconstruction_loss(high, zero)) / float(model.reconstruction_loss(low, zero))
+    power = np.mean(np.abs(np.fft.rfft(x.astype(np.float64), axis=1)) ** 2, 0)
+    np.testing.assert_allclose(ratio, (power[21] / power[3]) ** -0.5, rtol=1e-4)
+    assert ratio > 10
+
+
+def test_spectral_loss_refuses_what_it_cannot_do():
+    x = _chunks()
+    model = make_spectral_iml()()
+    with pytest.raises(ValueError, match=r"call model.adapt\(training_chunks\) before fit"):
+        model.fit(x, epochs=1, batch_size=50, verbose=0)
+    with pytest.raises(ValueError, match=r"shape \(n, 64\)"):
+        model.adapt(x[:, :32])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        IML(networks.mlp(4, [8], (64,)), GaussianMixture(4, 2), networks.mlp((64,), [8], 4),
+            spectral_whitening=2.0)
+    with pytest.raises(ValueError, match="1-D chunks"):
+        IML(networks.mlp(4, [8], (8, 8)), GaussianMixture(4, 2), networks.mlp((8, 8), [8], 4),
+            spectral_whitening=0.5)
+    assert make_spectral_iml(gamma=0.0)().adapt(x) is None  # the squared error needs nothing
+
+
+def test_spectral_loss_harness(tmp_path):
+    """Save, load, export, resume and distribution keep the adapted weights."""
+    x = _chunks(256)
+    check_all(make_spectral_iml(data=x), x, batch_size=64, tmp_path=tmp_path,
+              make_sgd_model=make_spectral_iml(data=x, sgd=True))
+
+
+def test_trainer_adapts_a_fresh_run_and_a_resumed_one_keeps_its_weights(tmp_path):
+    from tfgen.trainers import Trainer, recipes
+    from tfgen.trainers.recipes import NetworkSpec
+    x = _chunks(400, length=800)  # in memory, of the fsdd chunks' shape
+    recipe = recipes.get("iml-fsdd").replace(
+        name="iml-chunks", batch_size=50, steps=8, steps_per_epoch=4, latent_dim=4,
+        prior="gmm", prior_options={"n_components": 2}, generator=NetworkSpec("mlp", (16,)),
+        encoder=NetworkSpec("mlp", (16,)), model_options={"prior_fit_size": 0, "spectral_whitening": 0.5})
+    kw = dict(verbose=0, evaluate_at_end=False, sample_pictures=False, data=x)
+    model = Trainer(recipe.replace(steps=4), tmp_path / "run", **kw).run()
+    w = model.spectral_weights.numpy()
+    power = np.mean(np.abs(np.fft.rfft(x.astype(np.float64), axis=1)) ** 2, 0)
+    np.testing.assert_allclose(w / w[0], (power / power[0]) ** -0.5, rtol=1e-5)
+    white = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)  # would adapt to flat weights
+    resumed = Trainer(recipe, tmp_path / "run", data=white, **{k: v for k, v in kw.items() if k != "data"}).run()
+    assert int(resumed.train_steps) == 8
+    np.testing.assert_array_equal(resumed.spectral_weights.numpy(), w)  # from the checkpoint, not re-adapted
+    loaded = keras.models.load_model(str(tmp_path / "run" / "model.keras"))
+    np.testing.assert_array_equal(loaded.spectral_weights.numpy(), w)
+    assert loaded.spectral_whitening == 0.5
