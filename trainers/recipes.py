@@ -475,7 +475,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [*_RING_EXTRA, *_MNIST_ADV,
     # IML §4.2: 100 ms chunks (800 samples at 8 kHz), 50% overlap, Hann window; a 3-layer
     # 1-D conv autoencoder with 200-sample filters, K = 80; an HMM with 300 states on the
     # chunk-code sequences of the training recordings.
-    Recipe("iml-fsdd", "iml", "fsdd", batch_size=256, steps=20 * 108, latent_dim=80,
+    Recipe("iml-fsdd", "iml", "fsdd", batch_size=256, steps=100 * 108, latent_dim=80,
            prior="hmm", prior_options={"n_states": 300},
            generator=NetworkSpec("audio_conv_decoder", ()), encoder=NetworkSpec("audio_conv_encoder", ()),
            model_options={"prior_fit_size": 0,
@@ -484,7 +484,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [*_RING_EXTRA, *_MNIST_ADV,
            source="IML §4.2: FSDD at 8 kHz, 800-sample Hann chunks with 50% overlap, conv AE with "
                   "200-sample filters, K=80, HMM with 300 states (the paper; the code ran 370) and a "
                   "variance floor 1e-3 (the code's min_covar). Optimiser and length unstated: Adam 1e-3, "
-                  "20 epochs of the 27,701 training chunks."),
+                  "100 epochs of the 27,701 training chunks (after 20 the AE reconstructed worse than "
+                  "PCA of its size: 6.7 against 7.9 dB)."),
     Recipe("iml-digits", "iml", "digits", batch_size=500, steps=2000, latent_dim=8,
            prior="gmm", prior_options={"n_components": 10, "n_init": 5, "max_iter": 200, "init": "kmeans"},
            generator=NetworkSpec("invertible_perceptron", (48,), preset="code"),
