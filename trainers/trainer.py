@@ -343,6 +343,7 @@ class Trainer:
                 raise
         elif initial_step:
             self._build_optimizers(model, latest, initial_step)
+            self.clock.start()  # nothing was trained: the throwaway step is not training time
         self.train_seconds = self.clock.seconds()
         self.finish()
         return model
