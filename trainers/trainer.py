@@ -352,10 +352,16 @@ class Trainer:
         """Set the statistics a model's loss takes from the training data (IML's
         spectral weights) before its first step."""
         r = self.recipe
-        x = self._array if self._array is not None else \
-            tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
+        x = self._train_examples()
         model.adapt(x)
         log.info("adapted %s to %d training examples", r.name, len(x))
+
+    def _train_examples(self):
+        """The training examples as one array: the in-memory data, else the recipe's split."""
+        if self._array is not None:
+            return self._array
+        r = self.recipe
+        return tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
 
     def _build_optimizers(self, model, checkpoint: str, step: int):
         """Make a run that resumes at its last step (killed in ``finish``, say)
@@ -413,10 +419,8 @@ class Trainer:
                                  f"dataset {r.dataset!r} (or an in-memory array) has no sequences")
             options = {k: v for k, v in r.dataset_options.items() if k in ("frame_length", "hop", "source")}
             x, _ = tfgen.data.audio.utterance_chunks(r.train_split, data_dir=self.data_dir, **options)
-        elif self._array is not None:
-            x = self._array
         else:
-            x = tfgen.data.load_numpy(r.dataset, r.train_split, data_dir=self.data_dir, **r.dataset_options)
+            x = self._train_examples()
         if isinstance(x, list):
             return self._fit_prior_on(model, x)
         size = getattr(model, "prior_fit_size", 0) or getattr(model.prior, "capacity", 0) or len(x)
