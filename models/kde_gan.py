@@ -75,6 +75,11 @@ class KDEGAN(GAN):
                  **kwargs):
         if not isinstance(prior, distributions.KDE):
             raise ValueError(f"KDEGAN needs a tfgen.distributions.KDE prior, got {type(prior).__name__}")
+        if np.isnan(threshold):
+            raise ValueError("threshold must be a number (+-inf allowed), got NaN")
+        # Set before the base class declares the trackers: without the test
+        # there is no reversal_mmd2 to log (a NaN would read as divergence).
+        self._tests_stopping = float(threshold) != float("inf")
         super().__init__(generator, discriminator, prior, **kwargs)
         if int(reversal_steps) < 1:
             raise ValueError(f"reversal_steps must be >= 1, got {reversal_steps}")
@@ -86,8 +91,6 @@ class KDEGAN(GAN):
             raise ValueError(f"init_scale must be >= 0, got {init_scale}")
         if int(reversal_steps) != reversal_steps:
             raise ValueError(f"reversal_steps must be an integer, got {reversal_steps}")
-        if np.isnan(threshold):
-            raise ValueError("threshold must be a number (+-inf allowed), got NaN")
         self.reversal_steps, self.reversal_lr = int(reversal_steps), float(reversal_lr)
         self.threshold, self.gamma, self.init_scale = float(threshold), float(gamma), float(init_scale)
         # How many training images the prior's codes come from: set by
@@ -98,15 +101,16 @@ class KDEGAN(GAN):
         self.reversal_jit_compile = bool(reversal_jit_compile)
 
     def _tracker_names(self):
-        return super()._tracker_names() + ("reversal_steps", "reversal_error", "reversal_mmd2")
+        return (super()._tracker_names() + ("reversal_steps", "reversal_error")
+                + (("reversal_mmd2",) if self._tests_stopping else ()))
 
     # -- Algorithm 2 -------------------------------------------------------------------
     @property
     def tests_stopping(self) -> bool:
         """False when ``threshold = +inf``: the test can never stop the loop, so the
         reference batch is not generated or reversed (half the reversal's work;
-        every iteration takes ``reversal_steps``, and ``reversal_mmd2`` is NaN)."""
-        return self.threshold != float("inf")
+        every iteration takes ``reversal_steps``, and ``reversal_mmd2`` is not logged)."""
+        return self._tests_stopping
 
     def reverse(self, x, seed, reference=None):
         """Reverse ``x`` (and ``reference``) with this model's stopping rule."""
@@ -130,9 +134,11 @@ class KDEGAN(GAN):
         rev = self.reverse(global_x, seed=self._step_seed(2), reference=x_g)
         self.prior.fit(rev.codes)
         z = self._sample_local_codes(tf.shape(x)[0], salt=3)
-        return z, {"reversal_steps": tf.cast(rev.steps, tf.float32),
-                   "reversal_error": tf.reduce_mean(rev.error),
-                   "reversal_mmd2": tf.cast(rev.mmd2, tf.float32)}
+        logs = {"reversal_steps": tf.cast(rev.steps, tf.float32),
+                "reversal_error": tf.reduce_mean(rev.error)}
+        if self.tests_stopping:
+            logs["reversal_mmd2"] = tf.cast(rev.mmd2, tf.float32)
+        return z, logs
 
     # -- after training ------------------------------------------------------------------
     def fit_prior(self, x, *, batch_size: int = 500, seed: int = 0, verbose: bool = False) -> dict:

@@ -115,19 +115,26 @@ def test_recipes_round_trip_as_data():
         recipes.get("gram-mnst")
 
 
-def test_kde_gan_run_fits_its_prior_before_saving_and_exporting(tmp_path):
+@pytest.mark.parametrize("threshold", [1e-4, float("inf")], ids=["with-test", "test-off"])
+def test_kde_gan_run_fits_its_prior_before_saving_and_exporting(tmp_path, threshold):
     """The Trainer reverses training images into the KDE prior before it writes
     model.keras and the export, so both sample from codes of training images
-    (not from the last batch's), and the export equals the Keras model."""
+    (not from the last batch's), and the export equals the Keras model. With
+    the test off (as kde-gan-mnist) every reversal takes the cap and there is
+    no stopping statistic in the log (a NaN there would stop the run as diverged)."""
     r = recipes.Recipe("kde-gan-digits-test", "kde_gan", "digits", batch_size=50, steps=4, latent_dim=4,
                        prior="kde", prior_options={"capacity": 120, "bandwidth": 0.1},
                        generator=NetworkSpec("mlp", (16,), output_activation="sigmoid"),
                        critic=NetworkSpec("mlp", (16,), activation="leaky_relu"),
-                       model_options={"reversal_steps": 3}, steps_per_epoch=2)
+                       model_options={"reversal_steps": 3, "threshold": threshold}, steps_per_epoch=2)
     trainer = Trainer(r, tmp_path / "run", verbose=0, sample_pictures=False, evaluate_at_end=False)
     trainer.run()
     summary = json.load(open(tmp_path / "run" / "metrics.json"))
     assert summary["prior_fit"]["n"] == 120 and summary["prior_fit"]["mean_steps"] <= 3
+    header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0].split(",")
+    assert ("reversal_mmd2" in header) == (threshold != float("inf"))
+    if threshold == float("inf"):
+        assert summary["prior_fit"]["mean_steps"] == 3
     model = tfgen.load(tmp_path / "run", format="keras")
     assert int(model.prior.count) == 120 and model.prior_fit_size == 120
     exported = tfgen.load(tmp_path / "run" / "saved_model")
