@@ -29,6 +29,30 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def half_white_pca(train_chunks, test_chunks, k):
+    """Reconstruct ``test_chunks`` through PCA with ``k`` components fitted on half-whitened
+    spectra of ``train_chunks`` (each rfft bin divided by the square root of its RMS over
+    the training chunks, undone after): the least-squares linear code under a loss that
+    weights the weak bands up (the spectral loss at gamma = 0.5)."""
+    import numpy as np
+
+    rms = np.sqrt(np.mean(np.abs(np.fft.rfft(train_chunks, axis=1)) ** 2, axis=0)) + 1e-8
+    n_bins, length = len(rms), train_chunks.shape[1]
+
+    def to_half_white(c):
+        f = np.fft.rfft(c, axis=1) / np.sqrt(rms)
+        return np.concatenate([f.real, f.imag], axis=1)
+
+    def from_half_white(z):
+        return np.fft.irfft((z[:, :n_bins] + 1j * z[:, n_bins:]) * np.sqrt(rms), n=length, axis=1)
+
+    zt = to_half_white(train_chunks)
+    z_mean = zt.mean(0)
+    basis = np.linalg.svd(zt - z_mean, full_matrices=False)[2][:k]
+    del zt
+    return from_half_white((to_half_white(test_chunks) - z_mean) @ basis.T @ basis + z_mean).astype(np.float32)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="an iml-fsdd run directory (with model.keras)")
@@ -164,30 +188,13 @@ def main(argv=None):
             recognition["pca_sizes"][size] = {
                 "snr_db": snr_db(rec),
                 "accuracy": digit_metrics.spoken_digit_scores(waves_k, classifier, labels=test_digits)["accuracy"]}
-        # PCA of the same size on chunks whose spectrum is half-whitened (each rfft bin divided by
-        # the square root of its RMS over the training chunks), undone after: the least-squares
-        # linear code under a loss that weights the weak bands up. Does the loss's weighting
-        # matter as much as the code's size?
-        rms = np.sqrt(np.mean(np.abs(np.fft.rfft(train_chunks, axis=1)) ** 2, axis=0)) + 1e-8
-
-        def to_half_white(c):
-            f = np.fft.rfft(c, axis=1) / np.sqrt(rms)
-            return np.concatenate([f.real, f.imag], axis=1)
-
-        def from_half_white(z):
-            n = z.shape[1] // 2
-            return np.fft.irfft((z[:, :n] + 1j * z[:, n:]) * np.sqrt(rms), n=train_chunks.shape[1], axis=1)
-
-        zt = to_half_white(train_chunks)
-        z_mean = zt.mean(0)
-        _, _, vt_w = np.linalg.svd(zt - z_mean, full_matrices=False)
-        basis = vt_w[:model.latent_dim]
-        rec = from_half_white((to_half_white(test_chunks) - z_mean) @ basis.T @ basis + z_mean).astype(np.float32)
+        # PCA of the same size on half-whitened spectra: does the loss's weighting matter as
+        # much as the code's size?
+        rec = half_white_pca(train_chunks, test_chunks, model.latent_dim)
         waves_w = [audio.overlap_add(c)[:len(w)] for c, w in zip(np.split(rec, ends), test_waves)]
         recognition["pca_half_white"] = {
             "snr_db": snr_db(rec),
             "accuracy": digit_metrics.spoken_digit_scores(waves_w, classifier, labels=test_digits)["accuracy"]}
-        del zt, vt_w
         # the same recordings with white noise at the PCA-K code's SNR (per recording): a loss of
         # that size spread evenly over frequency, against the linear code's loss of the weak bands
         noise_rng = np.random.default_rng(args.seed)

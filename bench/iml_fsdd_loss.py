@@ -66,6 +66,7 @@ def main(argv=None):
     from tfgen.data import audio
     from tfgen.metrics import audio as digit_metrics
     from tfgen.trainers import Trainer, recipes
+    from iml_fsdd import half_white_pca  # bench/ is on the path when run as a script
 
     t0 = time.time()
     base = recipes.get("iml-fsdd")
@@ -145,23 +146,7 @@ def main(argv=None):
     pca = {"components": k, **scores((test_chunks - mean) @ vt[:k].T @ vt[:k] + mean)}
     pca2 = {"components": 2 * k, **scores((test_chunks - mean) @ vt[:2 * k].T @ vt[:2 * k] + mean)}
     del vt
-    rms = np.sqrt(np.mean(np.abs(np.fft.rfft(train_chunks, axis=1)) ** 2, axis=0)) + 1e-8
-    n_bins = len(rms)
-
-    def to_half_white(c):
-        f = np.fft.rfft(c, axis=1) / np.sqrt(rms)
-        return np.concatenate([f.real, f.imag], axis=1)
-
-    def from_half_white(z):
-        return np.fft.irfft((z[:, :n_bins] + 1j * z[:, n_bins:]) * np.sqrt(rms), n=train_chunks.shape[1], axis=1)
-
-    zt = to_half_white(train_chunks)
-    z_mean = zt.mean(0)
-    _, _, vt_w = np.linalg.svd(zt - z_mean, full_matrices=False)
-    del zt
-    basis = vt_w[:k]
-    pca_hw = {"components": k, **scores(
-        from_half_white((to_half_white(test_chunks) - z_mean) @ basis.T @ basis + z_mean).astype(np.float32))}
+    pca_hw = {"components": k, **scores(half_white_pca(train_chunks, test_chunks, k))}
     real_acc = digit_metrics.spoken_digit_scores(test_waves, classifier, labels=test_digits)["accuracy"]
 
     command = "python bench/iml_fsdd_loss.py " + " ".join(sys.argv[1:] if argv is None else argv)
