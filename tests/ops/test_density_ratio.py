@@ -252,12 +252,10 @@ def test_float64_fallback_gradient_is_finite_in_tf_function():
         assert np.all(np.isfinite(g))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "density_ratio.py solve(): with eps=0 and exactly duplicated q points K_qq is "
-    "singular, so the Cholesky fails in float32 AND in float64 and r is all NaN; "
-    "a finite answer needs a different fallback (e.g. jitter or lstsq/pinv). The system "
-    "is consistent (duplicated rows of K_qq come with duplicated rows of K_qp)"))
 def test_singular_kqq_with_zero_eps_stays_finite():
+    """Eq. 8's plain inverse (eps = 0) with duplicated q points: K_qq is singular
+    and the Cholesky fails in float32 and float64; the solve falls back to the
+    pseudo-inverse, whose answer is finite, consistent and of minimum norm."""
     q = _points(10, 2, 5)
     q = np.concatenate([q, q[:3]])                 # three exact duplicates
     p = _points(12, 2, 6)
@@ -266,6 +264,19 @@ def test_singular_kqq_with_zero_eps_stays_finite():
     assert np.all(np.isfinite(got))
     # Any solution must reproduce K_qq r = (N/M) K_qp 1 (the minimum-norm one is a valid choice).
     np.testing.assert_allclose(k_qq @ got, (13 / 12) * k_qp.sum(1), rtol=1e-3, atol=1e-3)
+    # the minimum-norm solution: duplicated points share their ratio
+    np.testing.assert_allclose(got[10:], got[:3], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, (13 / 12) * np.linalg.pinv(k_qq) @ k_qp.sum(1), rtol=1e-3, atol=1e-3)
+    # and in float64, where the first Cholesky is already the float64 one
+    got64 = density_ratio(k_qq, k_qp, eps=0.0).numpy()
+    np.testing.assert_allclose(got64, got, rtol=1e-3, atol=1e-3)
+    # the gradient through the fallback: d sum(r) / d K_qp = (N/M) A^+ 1 1^T, exact for b
+    k_qp_t = tf.constant(k_qp.astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(k_qp_t)
+        total = tf.reduce_sum(density_ratio(tf.constant(k_qq.astype(np.float32)), k_qp_t, eps=0.0))
+    want = (13 / 12) * np.linalg.pinv(k_qq) @ np.ones((13, 1)) @ np.ones((1, 12))
+    np.testing.assert_allclose(tape.gradient(total, k_qp_t).numpy(), want, rtol=1e-3, atol=1e-3)
 
 
 # --- Pearson divergence (eq. 9) -----------------------------------------------------------

@@ -12,6 +12,19 @@ import tensorflow as tf
 POSITIVITY = ("sum", "mean")
 
 
+def _pinv_solve(a, b):
+    """``A^+ b`` for symmetric ``A`` by its eigendecomposition, eigenvalues below
+    ``10 N eps max|w|`` (``tf.linalg.pinv``'s cutoff) counted as zero. Not
+    ``tf.linalg.pinv``: its SVD has no gradient for unknown shapes, which a
+    ``tf.cond`` under XLA builds even though ``spd_solve`` never uses it."""
+    w, v = tf.linalg.eigh(a)
+    n = tf.cast(tf.shape(a)[-1], a.dtype)
+    cutoff = 10.0 * n * tf.constant(float(tf.experimental.numpy.finfo(a.dtype.as_numpy_dtype).eps), a.dtype)
+    cutoff = cutoff * tf.reduce_max(tf.abs(w), axis=-1, keepdims=True)
+    inv_w = tf.where(tf.abs(w) > cutoff, 1.0 / tf.where(tf.abs(w) > cutoff, w, tf.ones_like(w)), tf.zeros_like(w))
+    return tf.matmul(v, inv_w[..., None] * tf.matmul(v, b, transpose_a=True))
+
+
 @tf.custom_gradient
 def spd_solve(a, b):
     """``x = A^{-1} b`` for symmetric positive definite ``A (..., N, N)`` by Cholesky.
@@ -26,21 +39,30 @@ def spd_solve(a, b):
     factor the forward pass used, so no NaN of the failed attempt reaches the
     gradients. (This rescues rounding in the solve, not rounding in ``A``
     itself: build ill-conditioned kernel matrices in float64, as GRAM's
-    ``gram_dtype`` does.)
+    ``gram_dtype`` does.) A matrix singular even in float64 (eq. 8's plain
+    inverse, ``eps = 0``, with duplicated points) gets the minimum-norm
+    least-squares solution ``A^+ b``; its gradient then uses ``A^+`` in place
+    of ``A^{-1}``, which leaves out the pseudo-inverse's terms for changes of
+    the null space.
     """
     chol = tf.linalg.cholesky(a)
+    ok = tf.reduce_all(tf.math.is_finite(chol))
     if a.dtype == tf.float64:
-        def solve_with(rhs):
-            return tf.linalg.cholesky_solve(chol, rhs)
+        chol64, ok64 = chol, ok
     else:
-        ok = tf.reduce_all(tf.math.is_finite(chol))
         chol64 = tf.cond(ok, lambda: tf.cast(chol, tf.float64),
                          lambda: tf.linalg.cholesky(tf.cast(a, tf.float64)))
+        ok64 = tf.reduce_all(tf.math.is_finite(chol64))
 
-        def solve_with(rhs):
-            return tf.cond(ok, lambda: tf.linalg.cholesky_solve(chol, rhs),
-                           lambda: tf.cast(tf.linalg.cholesky_solve(chol64, tf.cast(rhs, tf.float64)),
-                                           rhs.dtype))
+    def solve_with(rhs):
+        def fallback():
+            rhs64 = tf.cast(rhs, tf.float64)
+            # Singular even in float64 (eps = 0 with duplicated points): the
+            # minimum-norm least-squares solution, through the pseudo-inverse.
+            x64 = tf.cond(ok64, lambda: tf.linalg.cholesky_solve(chol64, rhs64),
+                          lambda: _pinv_solve(tf.cast(a, tf.float64), rhs64))
+            return tf.cast(x64, rhs.dtype)
+        return tf.cond(ok, lambda: tf.linalg.cholesky_solve(chol, rhs), fallback)
     x = solve_with(b)
 
     def grad(g):
