@@ -85,3 +85,11 @@ def test_sgn_digits_and_latent_interpolation(tmp_path, capsys):
     assert png.stat().st_size > 1000
     code, _, err = run(capsys, "sample", str(run_dir), "--interpolate", "3", "--out", str(tmp_path / "i.npy"))
     assert code == 2 and "must end in .png" in err
+    # --traverse passes its reversal settings on: one step leaves a larger error than 100
+    mse = {}
+    for steps in (1, 100):
+        code, out, err = run(capsys, "sample", str(run_dir), "--traverse", "2", "--reversal-steps", str(steps),
+                             "--reversal-lr", "1", "--out", str(tmp_path / f"t{steps}.png"))
+        assert code == 0, err
+        mse[steps] = float(out.split("reversal MSE per pixel ")[1].rstrip(")\n"))
+    assert mse[100] < 0.8 * mse[1]

@@ -166,6 +166,7 @@ def cmd_sample(args):
             raise ValueError(f"--traverse {args.traverse} needs {2 * args.traverse} test images")
         picked = test[np.random.default_rng(args.seed).permutation(len(test))[:2 * args.traverse]]
         out = plotting.manifold_traversal(model, picked[0::2], picked[1::2], args.out, steps=args.steps,
+                                          reversal_steps=args.reversal_steps, reversal_lr=args.reversal_lr,
                                           seed=args.seed, title=f"{source}: manifold traversal")
         print(f"wrote {args.out} (reversal MSE per pixel {out['reconstruction_mse']:.4f})")
         return
@@ -319,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of samples, the generator on an NxN grid of its 2-D latent space, "
                         "drawn over the data (the Level Set GAN paper's toy figure)")
     s.add_argument("--steps", type=int, default=10, help="images per interpolation/traversal row")
+    s.add_argument("--reversal-steps", type=int, default=500,
+                   help="--traverse: gradient steps of the reversal of each test image")
+    s.add_argument("--reversal-lr", type=float, default=10.0,
+                   help="--traverse: the reversal's step size (lower it if the reconstruction "
+                        "error printed is high: a DCGAN generator wants ~1)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("export", help="export a run's model.keras as a SavedModel")
