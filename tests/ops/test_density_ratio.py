@@ -277,6 +277,12 @@ def test_singular_kqq_with_zero_eps_stays_finite():
         total = tf.reduce_sum(density_ratio(tf.constant(k_qq.astype(np.float32)), k_qp_t, eps=0.0))
     want = (13 / 12) * np.linalg.pinv(k_qq) @ np.ones((13, 1)) @ np.ones((1, 12))
     np.testing.assert_allclose(tape.gradient(total, k_qp_t).numpy(), want, rtol=1e-3, atol=1e-3)
+    # a matrix with a NaN in it is not singular but broken: NaN out (no error), for the
+    # Trainer's divergence guard, in and out of a graph
+    broken = k_qq.astype(np.float32).copy()
+    broken[0, 1] = broken[1, 0] = np.nan
+    for fn in (density_ratio, tf.function(density_ratio)):
+        assert np.all(np.isnan(fn(broken, k_qp.astype(np.float32), eps=0.0).numpy()))
 
 
 # --- Pearson divergence (eq. 9) -----------------------------------------------------------

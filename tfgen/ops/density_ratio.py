@@ -53,14 +53,17 @@ def spd_solve(a, b):
         chol64 = tf.cond(ok, lambda: tf.cast(chol, tf.float64),
                          lambda: tf.linalg.cholesky(tf.cast(a, tf.float64)))
         ok64 = tf.reduce_all(tf.math.is_finite(chol64))
+    # A matrix with NaN or Inf in it (a diverging run) keeps the Cholesky's NaN answer, for
+    # the Trainer's divergence guard to see: the eigendecomposition would raise on it.
+    singular = tf.logical_and(tf.logical_not(ok64), tf.reduce_all(tf.math.is_finite(a)))
 
     def solve_with(rhs):
         def fallback():
             rhs64 = tf.cast(rhs, tf.float64)
             # Singular even in float64 (eps = 0 with duplicated points): the
             # minimum-norm least-squares solution, through the pseudo-inverse.
-            x64 = tf.cond(ok64, lambda: tf.linalg.cholesky_solve(chol64, rhs64),
-                          lambda: _pinv_solve(tf.cast(a, tf.float64), rhs64))
+            x64 = tf.cond(singular, lambda: _pinv_solve(tf.cast(a, tf.float64), rhs64),
+                          lambda: tf.linalg.cholesky_solve(chol64, rhs64))
             return tf.cast(x64, rhs.dtype)
         return tf.cond(ok, lambda: tf.linalg.cholesky_solve(chol, rhs), fallback)
     x = solve_with(b)
