@@ -75,6 +75,10 @@ class KDEGAN(GAN):
                  **kwargs):
         if not isinstance(prior, distributions.KDE):
             raise ValueError(f"KDEGAN needs a tfgen.distributions.KDE prior, got {type(prior).__name__}")
+        try:  # a float, or "inf" as strict JSON files write it (tfgen.jsonio)
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise ValueError(f"threshold must be a number (+-inf allowed), got {threshold!r}") from None
         if np.isnan(threshold):
             raise ValueError("threshold must be a number (+-inf allowed), got NaN")
         # Set before the base class declares the trackers: without the test

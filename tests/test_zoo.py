@@ -23,6 +23,23 @@ def test_shipped_entries_load_and_sample():
         pytest.skip("no zoo entries committed yet")
 
 
+def test_shipped_cards_are_strict_json_and_their_recipes_read_back():
+    """A card is for any program to read: no bare Infinity or NaN tokens (Python's json
+    would write them: kde-gan-mnist's threshold is inf), and the recipe in it is a recipe."""
+    from tfgen.trainers import recipes
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    cards = sorted(zoo.zoo_dir().glob(f"*/{zoo.CARD}"))
+    for path in cards:
+        card = json.loads(path.read_text(), parse_constant=refuse)
+        if "recipe" in card:
+            assert recipes.Recipe.from_dict(card["recipe"]).name == card["name"], path
+    if not cards:
+        pytest.skip("no zoo entries committed yet")
+
+
 def test_unknown_name_suggests(monkeypatch, tmp_path):
     (tmp_path / "gram-ring8").mkdir()
     (tmp_path / "gram-ring8" / "card.json").write_text(json.dumps({"metrics": {}}))

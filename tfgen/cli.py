@@ -27,6 +27,8 @@ import pathlib
 import sys
 import time
 
+from tfgen import jsonio
+
 
 def _load_any(model_arg: str, *, need_keras: bool = False):
     """(model, source) for a zoo name, run dir, export dir or .keras file.
@@ -108,7 +110,7 @@ def cmd_train(args):
     print(f"training {recipe.name} for {trainer.epochs * trainer.spe} steps "
           f"({trainer.epochs} epochs of {trainer.spe}) into {out}", flush=True)
     trainer.run()
-    print(json.dumps(trainer.summary.get("metrics", {}), indent=1))
+    print(jsonio.dumps(trainer.summary.get("metrics", {}), indent=1))
     print(f"wrote {out}/saved_model, {out}/model.keras, {out}/metrics.json")
 
 
@@ -209,7 +211,7 @@ def _keep_evaluation(args, name: str, result: dict):
     if not args.real and (run_dir / "recipe.json").is_file():
         (run_dir / "evaluations").mkdir(exist_ok=True)
         out = run_dir / "evaluations" / f"{name}.json"
-        out.write_text(json.dumps(result, indent=1))
+        out.write_text(jsonio.dumps(result, indent=1))
         print(f"wrote {out}", file=sys.stderr)
 
 
@@ -227,7 +229,7 @@ def cmd_evaluate(args):
     if args.metric == "knn_kl":
         model = None if args.real else _load_any(args.model)[0]
         result = knn_kl(model, dataset, data_dir=args.data_dir, seed=args.seed)
-        print(json.dumps(result, indent=1))
+        print(jsonio.dumps(result, indent=1))
         _keep_evaluation(args, "knn_kl", result)
         return
     if args.metric == "latent_likelihood":
@@ -235,7 +237,7 @@ def cmd_evaluate(args):
             raise ValueError("--metric latent_likelihood scores a model's codes; it has no --real form")
         model = _load_any(args.model, need_keras=True)[0]
         result = latent_likelihood(model, dataset, data_dir=args.data_dir, seed=args.seed)
-        print(json.dumps(result, indent=1))
+        print(jsonio.dumps(result, indent=1))
         _keep_evaluation(args, args.metric, result)
         return
     if args.metric in ("image", "nn_distance"):
@@ -244,7 +246,7 @@ def cmd_evaluate(args):
             result = image_scores(model, dataset, data_dir=args.data_dir, seed=args.seed)
         else:
             result = nearest_neighbour(model, dataset, data_dir=args.data_dir, seed=args.seed)
-        print(json.dumps(result, indent=1))
+        print(jsonio.dumps(result, indent=1))
         _keep_evaluation(args, args.metric, result)
         return
     if args.metric == "parzen":
@@ -255,13 +257,13 @@ def cmd_evaluate(args):
         if result["validation_held_out"] is False:
             print("warning: the validation images were part of this model's training split; "
                   "the bandwidth choice favours memorisation", file=sys.stderr)
-        print(json.dumps(result, indent=1))
+        print(jsonio.dumps(result, indent=1))
         _keep_evaluation(args, f"parzen-{args.protocol}", result)
         return
     if args.real:
         raise ValueError("--real is only for --metric parzen, knn_kl, image or nn_distance")
     model, _ = _load_any(args.model)
-    print(json.dumps(evaluate(model, dataset, seed=args.seed, data_dir=args.data_dir), indent=1))
+    print(jsonio.dumps(evaluate(model, dataset, seed=args.seed, data_dir=args.data_dir), indent=1))
 
 
 def cmd_zoo(args):
@@ -278,7 +280,7 @@ def cmd_zoo(args):
         m = e.get("metrics") or {}
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()
                  if k in ("modes_covered", "high_quality_rate", "mmd2_vs_test", "mmd2_train_vs_test")}
-        print(f"{e['name']:18s} steps={e.get('steps')!s:6s} {json.dumps(shown)}")
+        print(f"{e['name']:18s} steps={e.get('steps')!s:6s} {jsonio.dumps(shown)}")
 
 
 def cmd_demo(args):

@@ -7,12 +7,13 @@ reloads it with ``tfgen.load`` and samples from it. A few minutes on 2 cores.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 
 import numpy as np
+
+from tfgen import jsonio
 
 
 def run_demo(out: str = "outputs/demo", *, quick: bool = False) -> dict:
@@ -51,7 +52,7 @@ def run_demo(out: str = "outputs/demo", *, quick: bool = False) -> dict:
                                   title="sgn-digits: latent interpolation")
     report["total_seconds"] = round(time.time() - t_start, 1)
     with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(report, f, indent=1)
+        jsonio.dump(report, f, indent=1)
 
     print("\n== demo summary")
     for recipe, r in report["runs"].items():

@@ -26,6 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgen import jsonio
+
 EXPORT_INFO = "tfgen_export.json"
 # The signatures every tfgen export has: name -> (inputs, outputs, meaning).
 _SIGNATURES = {"serving_default": ({"n", "seed"}, {"samples"}, "sample(n, seed)"),
@@ -90,7 +92,7 @@ def export_model(model, path, *, overwrite: bool = False, max_samples: int = 100
                 "data_shape": list(model.data_shape), "max_samples": max_samples,
                 "signatures": ["serving_default", "generate", *extra], "tfgen_format": 1}
         with open(os.path.join(target, EXPORT_INFO), "w") as f:
-            json.dump(info, f, indent=1)
+            jsonio.dump(info, f, indent=1)
         _atomic_replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

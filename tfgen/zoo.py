@@ -13,6 +13,7 @@ import os
 import pathlib
 import zipfile
 
+from tfgen import jsonio
 from tfgen.export import EXPORT_INFO, ExportedModel, ModelFileError, check_export  # noqa: F401 (re-exported)
 
 CARD = "card.json"
@@ -271,7 +272,7 @@ def publish(run_dir, name: str, *, command: str = "", overwrite: bool = False) -
         if evaluations:
             card_data["evaluations"] = evaluations
         with open(tmp / CARD, "w") as f:
-            json.dump(card_data, f, indent=1)
+            jsonio.dump(card_data, f, indent=1)
         if dest.exists():
             old = dest.with_name(f".{name}.old")
             shutil.rmtree(old, ignore_errors=True)

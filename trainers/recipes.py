@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from tfgen import distributions
+from tfgen import distributions, jsonio
 from tfgen.models import GAN, GRAM, IML, KDEGAN, MMDGAN, SGN, VAE, WGANGP, LevelSetGAN, MMDNet, networks
 from tfgen.models.iml import invertible_perceptron
 
@@ -133,7 +133,8 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
-        d = dict(d)
+        # recipe.json writes non-finite numbers as "inf"/"-inf"/"nan" (tfgen.jsonio)
+        d = jsonio.restore(dict(d))
         d["generator"] = NetworkSpec(**{**d["generator"], "hidden": tuple(d["generator"]["hidden"])})
         for key in ("critic", "decoder", "encoder"):
             if d.get(key):

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 import tfgen
 import tfgen.data
+from tfgen import jsonio
 from tfgen.trainers import callbacks as cb
 from tfgen.trainers import recipes
 from tfgen.trainers.callbacks import TrainingDiverged
@@ -66,7 +67,7 @@ def _write_json(path, data):
     kill mid-write leaves the old file, never a truncated one."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        jsonio.dump(data, f, indent=1)
     os.replace(tmp, path)
 
 

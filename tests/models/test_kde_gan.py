@@ -87,6 +87,12 @@ def test_threshold_controls_the_reversal_length():
     full = make_kde_gan(threshold=np.inf)().train_on_batch(x, return_dict=True)
     assert quick["reversal_steps"] == 1
     assert full["reversal_steps"] == 6
+    # "inf" as a strict JSON file spells it (tfgen.jsonio) is the same number; nonsense is refused
+    assert make_kde_gan(threshold="inf")().threshold == np.inf
+    with pytest.raises(ValueError, match="threshold must be a number.*'off'"):
+        make_kde_gan(threshold="off")()
+    with pytest.raises(ValueError, match="got NaN"):
+        make_kde_gan(threshold=float("nan"))()
 
 
 def test_fixed_schedule_skips_the_reference_batch_and_xla_changes_nothing():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tfgen
+from tfgen import jsonio
 from tfgen.trainers import StopOnNonFinite, Trainer, recipes
 from tfgen.trainers.recipes import NetworkSpec
 
@@ -107,10 +108,16 @@ def test_stop_on_non_finite_names_the_step():
         cb.on_epoch_end(5, {"mmd": math.nan})
 
 
+def _refuse_non_json(token):
+    raise ValueError(f"not JSON: {token}")
+
+
 def test_recipes_round_trip_as_data():
     for name in recipes.names():
         r = recipes.get(name)
-        assert recipes.Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+        # through strict JSON, as recipe.json is written (kde-gan-mnist holds threshold = inf)
+        text = jsonio.dumps(r.to_dict())
+        assert recipes.Recipe.from_dict(json.loads(text, parse_constant=_refuse_non_json)) == r
     with pytest.raises(ValueError, match="did you mean 'gram-mnist'"):
         recipes.get("gram-mnst")
 
@@ -129,8 +136,11 @@ def test_kde_gan_run_fits_its_prior_before_saving_and_exporting(tmp_path, thresh
                        model_options={"reversal_steps": 3, "threshold": threshold}, steps_per_epoch=2)
     trainer = Trainer(r, tmp_path / "run", verbose=0, sample_pictures=False, evaluate_at_end=False)
     trainer.run()
-    summary = json.load(open(tmp_path / "run" / "metrics.json"))
+    summary = json.load(open(tmp_path / "run" / "metrics.json"), parse_constant=_refuse_non_json)
     assert summary["prior_fit"]["n"] == 120 and summary["prior_fit"]["mean_steps"] <= 3
+    # recipe.json is strict JSON (threshold = inf is the string "inf") and reads back as the recipe
+    written = json.loads((tmp_path / "run" / "recipe.json").read_text(), parse_constant=_refuse_non_json)
+    assert recipes.Recipe.from_dict(written) == r
     header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0].split(",")
     assert ("reversal_mmd2" in header) == (threshold != float("inf"))
     if threshold == float("inf"):

@@ -46,6 +46,8 @@ import time
 
 import numpy as np
 
+from tfgen import jsonio
+
 __all__ = ["FeatureNetwork", "inception_v3", "lenet", "main", "train_classifier"]
 
 # pixels may overshoot [0, 1] by this much (float rounding in a generator's output layer)
@@ -509,7 +511,7 @@ def _write_atomically(dest: pathlib.Path, model, card: dict, overwrite: bool) ->
         bare.set_weights(model.get_weights())
         bare.save(tmp / "model.keras")
         with open(tmp / "card.json", "w") as f:
-            json.dump(card, f, indent=2)
+            jsonio.dump(card, f, indent=2)
             f.write("\n")
         if dest.exists():
             if not overwrite:
