@@ -167,6 +167,16 @@ def cmd_sweep(args, t0):
 
     rows = [r for r in (json.loads(cache.read_text())["rows"] if cache.is_file() else [])
             if "epochs" in r and r["epochs"] == epochs(r["recipe"])]
+    # Figure 3 right: rows measured before the sweep recorded the implicit likelihood get
+    # it from their run folder's model.keras, where that folder is still on this machine
+    for row in rows:
+        if row["method"] == "IML" and "log_likelihood" not in row:
+            suffix = "" if args.epochs is None else f"-e{args.epochs}"
+            saved = pathlib.Path(args.runs) / f"{row['recipe']}-k{row['k']}{suffix}" / "model.keras"
+            if saved.is_file():
+                row["log_likelihood"] = _implicit_log_likelihood(keras.models.load_model(str(saved)), test)
+                print(f"K={row['k']} {row['recipe']}: implicit log-likelihood {row['log_likelihood']} "
+                      f"(from {saved})", flush=True)
     for k in args.ks:
         for base in args.methods:
             if any(r["k"] == k and r["recipe"] == base for r in rows):
@@ -190,6 +200,9 @@ def cmd_sweep(args, t0):
                    "train_seconds_from_step": trainer.summary.get("train_seconds_from_step", 0),
                    "lr_reductions": trainer.summary.get("lr_reductions"),
                    **_scores(model, test, args.seed, image_scores=False)}
+            log_likelihood = _implicit_log_likelihood(model, test)  # None but for the invertible perceptron
+            if log_likelihood is not None:
+                row["log_likelihood"] = log_likelihood
             rows.append(row)
             print(f"K={k} {base}: KDE score {row['kde_score']:.1f} ({time.time() - t1:.0f} s)", flush=True)
             del model, trainer
@@ -201,7 +214,7 @@ def cmd_sweep(args, t0):
 def _sweep_report(args, rows, t0):
     done = sorted(k for k in args.ks if all(any(r["k"] == k and r["recipe"] == m for r in rows)
                                             for m in args.methods))
-    lines = _header("IML: the latent-size sweep (paper Figure 3, left)",
+    lines = _header("IML: the latent-size sweep (paper Figure 3)",
                     f"python bench/iml_mnist.py sweep --ks {' '.join(map(str, args.ks))}"
                     + (f" --epochs {args.epochs}" if args.epochs is not None else ""), t0)
     length = "its recipe's length" if args.epochs is None else f"{args.epochs} epochs"
@@ -228,6 +241,21 @@ def _sweep_report(args, rows, t0):
     lines += ["", f"Learning-rate reductions by the recipe's plateau schedule ({len(scheduled)} runs have one; "
               "each run's log.csv has the rate of every epoch): "
               + ("; ".join(reductions) if reductions else "none") + "."]
+    likelihood = sorted((r for r in rows if r.get("log_likelihood")), key=lambda r: r["k"])
+    if likelihood:
+        lines += ["", "## The implicit log-likelihood against the base likelihood (paper Figure 3, right)", "",
+                  "Mean log p(x) of the 10,000 test images in nats, as in the Table 1 report: `eq6` is eq. (6) "
+                  "with every activation term; `eq6_code` leaves out the output sigmoid's (as the reference "
+                  "code's `inverse_forward`); `base` is log p^0(f_enc(x)) alone, the base distribution's part.", "",
+                  "| K | eq6 | eq6_code | base |", "|---|---|---|---|"]
+        lines += [f"| {r['k']} | {r['log_likelihood']['eq6']:.1f} | {r['log_likelihood']['eq6_code']:.1f} | "
+                  f"{r['log_likelihood']['base']:.1f} |" for r in likelihood]
+        if len(likelihood) >= 3:
+            import numpy as np
+
+            corr = np.corrcoef([r["log_likelihood"]["eq6"] for r in likelihood],
+                               [r["log_likelihood"]["base"] for r in likelihood])[0, 1]
+            lines += ["", f"Pearson correlation of eq6 and base over the {len(likelihood)} values of K: {corr:.2f}."]
     if done:
         figure = pathlib.Path(args.out).with_suffix(".png")
         _sweep_figure(rows, args.methods, done, figure)
@@ -241,7 +269,9 @@ def _sweep_figure(rows, methods, ks, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    likelihood = sorted((r for r in rows if r.get("log_likelihood") and r["k"] in ks), key=lambda r: r["k"])
+    fig, axes = plt.subplots(1, 2 if likelihood else 1, figsize=(10 if likelihood else 5, 3.5), squeeze=False)
+    ax = axes[0, 0]
     for m in methods:
         rs = [next(r for r in rows if r["k"] == k and r["recipe"] == m) for k in ks]
         ax.errorbar(ks, [r["kde_score"] for r in rs], yerr=[r["kde_std"] for r in rs], marker="o", capsize=3,
@@ -251,6 +281,18 @@ def _sweep_figure(rows, methods, ks, path):
     ax.set_title("MNIST: KDE score against K (paper Fig. 3, left)")
     ax.grid(alpha=0.3)
     ax.legend()
+    if likelihood:
+        # the right panel: does the base likelihood alone track the full eq. (6) likelihood?
+        right = axes[0, 1]
+        base = [r["log_likelihood"]["base"] for r in likelihood]
+        full = [r["log_likelihood"]["eq6"] for r in likelihood]
+        right.plot(base, full, marker="o")
+        for r, x, y in zip(likelihood, base, full):
+            right.annotate(f"K={r['k']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        right.set_xlabel("base log-likelihood log p0(f_enc(x)) (nats)")
+        right.set_ylabel("eq. (6) log-likelihood (nats)")
+        right.set_title("IML: model vs base likelihood (Fig. 3, right)")
+        right.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
