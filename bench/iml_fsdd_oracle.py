@@ -46,6 +46,8 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classifier", default="fsdd-digits")
+    parser.add_argument("--picture-digits", type=int, nargs="*", default=[2, 4, 7, 9],
+                        help="the spectrogram picture's columns")
     parser.add_argument("--out", default="docs/iml_fsdd_oracle.md")
     args = parser.parse_args(argv)
 
@@ -54,6 +56,7 @@ def main(argv=None):
 
     import tfgen
     import tfgen.models  # noqa: F401 (registers the classes)
+    from tfgen import plotting
     from tfgen.data import audio
     from tfgen.distributions import HiddenMarkovModel
     from tfgen.metrics import audio as digit_metrics
@@ -86,6 +89,10 @@ def main(argv=None):
             lambda z: model.generate((z * c_std + c_mean).astype(np.float32)).numpy())
 
     rows = []
+    # the picture: per digit column, a real test recording, then each code's first sampled
+    # utterance and its state-means decoding
+    pic_waves = {d: [test_waves[list(test_digits).index(d)]] for d in args.picture_digits}
+    pic_titles = {d: [f"real test '{d}'"] for d in args.picture_digits}
     for name, (encode, decode) in codes.items():
         t_row = time.time()
         rec = decode(encode(test_chunks))
@@ -105,6 +112,10 @@ def main(argv=None):
             s = digit_metrics.spoken_digit_scores(waves, classifier, labels=[d] * args.n, anchor="energy")
             m = digit_metrics.spoken_digit_scores(mean_waves, classifier, labels=[d] * args.n, anchor="energy")
             per_digit[d] = {"sampled": s["accuracy"], "state_means": m["accuracy"]}
+            if d in pic_waves:
+                short = name.split(" (")[0].replace("components", "comp.").replace("`", "")
+                pic_waves[d] += [waves[0], mean_waves[0]]
+                pic_titles[d] += [f"'{d}' HMM, {short}: sampled", f"'{d}' HMM, {short}: state means"]
             sampled.append(s["accuracy"])
             from_means.append(m["accuracy"])
             print(f"{name}: digit {d}: recognised {s['accuracy']:.2f} sampled, {m['accuracy']:.2f} from state "
@@ -137,6 +148,17 @@ def main(argv=None):
         lines.append(f"| {r['code']} | " + " | ".join(
             f"{r['per_digit'][d]['sampled']:.2f} / {r['per_digit'][d]['state_means']:.2f}" for d in digits) + " |")
     out = pathlib.Path(args.out)
+    if args.picture_digits:
+        # row-major grid: row j holds the j-th panel of every digit's column
+        picture = out.with_suffix(".png")
+        n_rows = len(pic_waves[args.picture_digits[0]])
+        plotting.spectrograms([pic_waves[d][j] for j in range(n_rows) for d in args.picture_digits],
+                              [pic_titles[d][j] for j in range(n_rows) for d in args.picture_digits],
+                              path=str(picture), ncols=len(args.picture_digits),
+                              suptitle="One HMM per digit on PCA codes and on the IML autoencoder's codes")
+        lines += ["", "Spectrograms: per column a digit; first row a real test recording, then per code its "
+                      "digit HMM's first sampled utterance and the same state path decoded from the state means.",
+                  "", f"![spectrograms]({picture.name})"]
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
     print(f"wrote {out}")
