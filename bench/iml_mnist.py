@@ -246,7 +246,11 @@ def _sweep_report(args, rows, t0):
         lines += ["", "## The implicit log-likelihood against the base likelihood (paper Figure 3, right)", "",
                   "Mean log p(x) of the 10,000 test images in nats, as in the Table 1 report: `eq6` is eq. (6) "
                   "with every activation term; `eq6_code` leaves out the output sigmoid's (as the reference "
-                  "code's `inverse_forward`); `base` is log p^0(f_enc(x)) alone, the base distribution's part.", "",
+                  "code's `inverse_forward`); `base` is log p^0(f_enc(x)) alone, the base distribution's part. "
+                  "Eq. (6) is a density on the decoder's K-dimensional image (its volume term is that of a "
+                  "K-dimensional surface in 784 dimensions), so values at different K are densities with "
+                  "respect to different measures: the paper's right panel sets them side by side, and so do "
+                  "we, but they do not rank the models as likelihoods of the same data would.", "",
                   "| K | eq6 | eq6_code | base |", "|---|---|---|---|"]
         lines += [f"| {r['k']} | {r['log_likelihood']['eq6']:.1f} | {r['log_likelihood']['eq6_code']:.1f} | "
                   f"{r['log_likelihood']['base']:.1f} |" for r in likelihood]
