@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tfgen demo --out outputs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf outputs runs .pytest_cache
