@@ -273,7 +273,9 @@ def spectrograms(waves, titles=None, sample_rate: int = 8000, path=None, *, ncol
             ax.set_title(str(titles[i]), fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
+    # tight_layout ignores a suptitle: keep the top 0.35 inch for it, or it covers the first row's titles
+    top = 1.0 - (0.35 / fig.get_figheight() if suptitle else 0.0)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
     if path is None:
         return fig
     _save(fig, path)

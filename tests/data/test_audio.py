@@ -386,6 +386,12 @@ def test_spectrograms(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+    # a suptitle over a tall grid stays clear of the first row's panel titles
+    fig = plotting.spectrograms([tone[:1000]] * 18, [f"panel {i}" for i in range(18)], ncols=2, suptitle="a title")
+    renderer = fig.canvas.get_renderer()
+    sup = fig._suptitle.get_window_extent(renderer)
+    assert all(ax.title.get_window_extent(renderer).y1 <= sup.y0 for ax in fig.axes)
+    plt.close(fig)
     with pytest.raises(ValueError, match="titles"):
         plotting.spectrograms([tone, tone], ["one"])
     with pytest.raises(ValueError, match=r"waves\[1\]"):
